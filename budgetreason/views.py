@@ -1,0 +1,93 @@
+"""Rich renderings of core results, shared by the CLI and the notebooks."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from budgetreason.hardware import GPU
+from budgetreason.models import ModelArch
+
+TERM_LABELS = {
+    "cuda_context": "CUDA context", "base_weights": "base weights", "lora_params": "LoRA parameters",
+    "lora_grads": "LoRA gradients", "optimizer_states": "optimizer states", "activations": "activations",
+    "logits": "log-prob working set", "vllm_weights": "vLLM weight copy", "kv_cache": "KV cache",
+    "vllm_activations": "vLLM profile peak", "cuda_graphs": "CUDA graphs", "fragmentation": "fragmentation",
+}
+
+
+def plan_view(plan) -> Group:
+    """The plan as a person reads it: configuration, memory terms with bars, time and cost, why."""
+    d = plan.to_dict()
+    title = (f"{plan.model.id} on {plan.gpu.name} ({plan.gpu.vram_gib:.1f} GiB), {plan.hours:g} h"
+             f" — {'fits' if plan.fits else 'does NOT fit'}")
+    cfg = Table(show_header=False, box=None, pad_edge=False)
+    cfg.add_column(style="bold")
+    cfg.add_column()
+    c = d["config"]
+    rows = [
+        ("backend", c["backend"]), ("LoRA", f"rank {c['lora_rank']}, alpha {c['lora_alpha']}, "
+                                          f"{len(c['lora_target_modules'])} projections"),
+        ("group size k", str(c["num_generations"])),
+        ("prompts / step", f"{d['prompts_per_step']} ({d['generation_batch_size']} completions)"),
+        ("micro-batch", f"{c['per_device_train_batch_size']} × {c['gradient_accumulation_steps']} accumulation"),
+        ("prompt / completion", f"{c['max_prompt_length']} / {c['max_completion_length']} tokens"),
+        ("weights", "4-bit NF4" if c["load_in_4bit"] else c["dtype"]),
+    ]
+    if c["backend"] != "hf":
+        rows.append(("vLLM share", f"{c['vllm_gpu_memory_utilization']:.2f}"
+                     + (" + standby" if c["vllm_standby"] else "")
+                     + (f", waves of {d['generation_concurrency']}" if d["generation_concurrency"] < d["generation_batch_size"] else "")))
+    rows.append(("trainable params", f"{d['lora_trainable_params']:,} of {d['base_params']:,}"))
+    for k, v in rows:
+        cfg.add_row(k, v)
+
+    mem = Table(title="Memory (GiB)", show_lines=False)
+    mem.add_column("term")
+    mem.add_column("GiB", justify="right")
+    mem.add_column("")
+    total = d["memory_gib"]["total"] or 1.0
+    for key, label in TERM_LABELS.items():
+        v = d["memory_gib"].get(key, 0.0)
+        if v <= 0:
+            continue
+        mem.add_row(label, f"{v:.2f}", "█" * max(1, round(30 * v / total)))
+    mem.add_row(Text("total (peak, " + d["peak_phase"] + ")", style="bold"),
+                Text(f"{d['memory_gib']['total']:.2f}", style="bold"), "")
+    mem.add_row("usable", f"{d['memory_gib']['usable']:.2f}",
+                f"{d['memory_gib']['available']:.1f} GiB less {plan.headroom:.0%} headroom")
+
+    t = d["est_step_breakdown"]
+    cost = "" if d["est_cost_usd"] is None else f", about ${d['est_cost_usd']:.2f}"
+    time_line = Text(f"≈ {t['total_s']:.0f} s per step (generate {t['generate_s']:.0f}, train {t['train_s']:.0f}, "
+                     f"other {t['overhead_s']:.0f}) → about {d['est_steps']} steps in {plan.hours:g} h{cost}")
+    parts = [cfg, mem, time_line]
+    for label, items, style in (("reduced", d["reductions"], "yellow"), ("warning", d["warnings"], "red"),
+                                ("would fit", d["suggestions"], "green")):
+        for item in items:
+            parts.append(Text(f"{label}: {item}", style=style))
+    return Group(Panel(Group(*parts), title=title, title_align="left"))
+
+
+def gpus_table(gpus: list[GPU]) -> Table:
+    t = Table(title="GPUs budgetreason knows")
+    for col, just in (("key", "left"), ("name", "left"), ("memory GiB", "right"), ("bf16", "center"),
+                      ("16-bit TFLOP/s", "right"), ("bandwidth GB/s", "right"), ("$/h", "right")):
+        t.add_column(col, justify=just)
+    for g in gpus:
+        t.add_row(g.key, g.name, f"{g.vram_gib:.1f}", "yes" if g.bf16 else "no (fp16)", f"{g.tflops_16bit:g}",
+                  f"{g.mem_bw_gbs:g}", "" if g.price_usd_hr is None else f"{g.price_usd_hr:.2f}")
+    return t
+
+
+def models_table(models: list[ModelArch]) -> Table:
+    t = Table(title="Models budgetreason knows (any other hub id or folder is read from its config.json)")
+    for col in ("id", "params", "layers", "hidden", "inter.", "heads/kv", "head dim", "vocab", "tied", "context"):
+        t.add_column(col, justify="left" if col == "id" else "right")
+    for m in models:
+        t.add_row(m.id, f"{m.param_count() / 1e9:.2f}B", str(m.num_layers), str(m.hidden_size),
+                  str(m.intermediate_size), f"{m.num_heads}/{m.num_kv_heads}", str(m.head_dim), f"{m.vocab_size:,}",
+                  "yes" if m.tie_word_embeddings else "no", f"{m.max_context:,}")
+    return t

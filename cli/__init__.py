@@ -1,0 +1,1 @@
+"""budgetreason's command line: thin Typer commands over the core package."""

@@ -1,0 +1,64 @@
+"""The ``budgetreason`` console script: one Typer app, commands registered in one place."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from budgetreason.errors import BudgetError
+
+app = typer.Typer(
+    name="budgetreason",
+    help="Teach a small language model to reason with GRPO on LoRA, on one GPU, inside a memory and time budget.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+_state = {"verbose": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        from budgetreason import __version__
+
+        typer.echo(f"budgetreason {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show full tracebacks on errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    """budgetreason: plan, train, evaluate and report GRPO-on-LoRA runs."""
+    _state["verbose"] = verbose
+
+
+def _register() -> None:
+    from cli import catalogs, plan
+
+    app.command("plan")(plan.plan_cmd)
+    app.command("gpus")(catalogs.gpus_cmd)
+    app.command("models")(catalogs.models_cmd)
+    app.command("versions")(catalogs.versions_cmd)
+
+
+_register()
+
+
+def main() -> None:
+    """Entry point: run the app; a BudgetError becomes one line on stderr and exit code 2."""
+    try:
+        app()
+    except BudgetError as e:
+        if _state["verbose"] or os.environ.get("BUDGETREASON_DEBUG"):
+            raise
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""``budgetreason plan``: what fits this GPU, model and budget, and why."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from cli.options import (AlphaOpt, BackendOpt, BatchOpt, FourBitOpt, GpuOpt, GradAccumOpt, HeadroomOpt, HoursOpt,
+                         JsonOpt, KOpt, MaxCompletionOpt, MaxPromptOpt, ModelOpt, RankOpt, StandbyOpt, TargetsOpt,
+                         VllmShareOpt, VramOpt)
+
+
+def plan_cmd(
+    gpu: GpuOpt = "auto", vram_gb: VramOpt = None, model: ModelOpt = "Qwen/Qwen2.5-1.5B-Instruct",
+    hours: HoursOpt = 24.0, rank: RankOpt = None, alpha: AlphaOpt = None, k: KOpt = None, batch: BatchOpt = None,
+    grad_accum: GradAccumOpt = None, max_prompt: MaxPromptOpt = None, max_completion: MaxCompletionOpt = None,
+    load_in_4bit: FourBitOpt = None, vllm_share: VllmShareOpt = None, standby: StandbyOpt = None,
+    targets: TargetsOpt = None, headroom: HeadroomOpt = 0.10, backend: BackendOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Plan a GRPO run: the configuration that fits, memory term by term, time and cost."""
+    from budgetreason.planner import plan
+
+    if hours is None:
+        hours = 24.0
+    p = plan(gpu, model, hours, vram_gb=vram_gb, headroom=headroom, backend=backend, lora_rank=rank,
+             lora_alpha=alpha, num_generations=k, per_device_train_batch_size=batch,
+             gradient_accumulation_steps=grad_accum, max_prompt_length=max_prompt,
+             max_completion_length=max_completion, load_in_4bit=load_in_4bit,
+             vllm_gpu_memory_utilization=vllm_share, vllm_standby=standby, lora_target_modules=targets)
+    if as_json:
+        typer.echo(json.dumps(p.to_dict(), indent=2))
+    else:
+        from rich.console import Console
+
+        from budgetreason.views import plan_view
+
+        Console().print(plan_view(p))
+    if not p.fits:
+        raise typer.Exit(1)
