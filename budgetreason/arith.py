@@ -29,9 +29,39 @@ class ArithProblem:
     def problem(self) -> str:
         return f"What is {self.a} {self.op} {self.b}?"
 
-    def worked_solution(self) -> str:
-        """The completion the warm-up teaches: one think block, then the boxed answer."""
-        return f"<think>\n{self.a} {self.op} {self.b} = {self.answer}\n</think>\n\\boxed{{{self.answer}}}"
+    def steps(self, slip: int = 0) -> tuple[list[str], int]:
+        """Column arithmetic, units then tens, as lines of reasoning; returns (lines, answer).
+
+        ``slip`` (0, 1 or 2) injects the careless error a warm start makes: 1 gets the units
+        column wrong by one, 2 forgets the carry or borrow. The answer follows the lines, so a
+        slipped chain ends in a wrong but consistent answer.
+        """
+        a1, a0, b1, b0 = self.a // 10, self.a % 10, self.b // 10, self.b % 10
+        if self.op == "+":
+            s0 = a0 + b0 + (1 if slip == 1 else 0)
+            carry = s0 // 10 if slip != 2 else 0
+            s1 = a1 + b1 + carry
+            units = f"units: {a0} + {b0} = {s0}"
+            tens = f"tens: {a1} + {b1} + {carry} = {s1}" if carry else f"tens: {a1} + {b1} = {s1}"
+            return [units, tens], s1 * 10 + s0 % 10
+        borrow = 1 if a0 < b0 else 0
+        top = a0 + 10 * borrow
+        d0 = top - b0 + (1 if slip == 1 else 0)
+        d0 = min(d0, 9)
+        used = borrow if slip != 2 else 0
+        d1 = a1 - b1 - used
+        units = f"units: {top} - {b0} = {d0}"
+        tens = f"tens: {a1} - {b1} - {used} = {d1}" if used else f"tens: {a1} - {b1} = {d1}"
+        return [units, tens], d1 * 10 + d0
+
+    def worked_solution(self, slip: int = 0, think: bool = True) -> str:
+        """The completion the warm-up teaches: one think block with the columns, then the boxed answer.
+        Without ``think``, only the boxed answer (a guess without reasoning)."""
+        lines, answer = self.steps(slip)
+        if not think:
+            return f"\\boxed{{{answer}}}"
+        body = "\n".join([f"{self.a} {self.op} {self.b}", *lines])
+        return f"<think>\n{body}\n</think>\n\\boxed{{{answer}}}"
 
     def to_row(self) -> dict:
         return {"problem": self.problem, "answer": str(self.answer)}
