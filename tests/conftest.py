@@ -36,6 +36,6 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600, cwd: str 
     """Run the installed console script's code in a fresh interpreter, as a user would."""
     import subprocess
 
-    full_env = dict(os.environ, **(env or {}))
+    full_env = dict(os.environ, COLUMNS="200", **(env or {}))
     return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True,
                           env=full_env, timeout=timeout, cwd=cwd or ROOT)

@@ -21,13 +21,17 @@ def _as_dict(reqs: list[str]) -> dict[str, str]:
     out = {}
     for r in reqs:
         req = Requirement(r)
-        name = req.name.lower().replace("_", "-") + (f"[{','.join(sorted(req.extras))}]" if req.extras else "")
+        name = _canon(req.name) + (f"[{','.join(sorted(_canon(e) for e in req.extras))}]" if req.extras else "")
         out[name] = str(req.specifier)
     return out
 
 
+def _canon(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _norm(d: dict[str, str]) -> dict[str, str]:
-    return {k.lower().replace("_", "-"): str(SpecifierSet(v)) for k, v in d.items()}
+    return _as_dict([f"{k}{v}" for k, v in d.items()])
 
 
 def test_pyproject_pins_equal_the_matrix():

@@ -1,0 +1,211 @@
+"""One typed run configuration for YAML files, CLI flags and notebook parameters.
+
+``RunConfig`` holds what the user asked for; settings left as ``None`` are filled from the
+planner (``resolve``), and the resolved copy is written to the run folder as config.yaml.
+The translation to TRL's ``GRPOConfig`` lives in one function in budgetreason.trainer_args.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from budgetreason.errors import BudgetError
+
+LOSSES = ("grpo", "dr_grpo", "dapo")
+REPORT_TO = ("none", "wandb", "tensorboard", "trackio")
+#: Fields that define what is trained. A run folder whose config differs in any of these is a
+#: different run; the others (budget, checkpoint cadence, logging) may change on resume.
+IDENTITY_FIELDS = (
+    "model", "dataset", "data_path", "problem_column", "answer_column", "rewards", "loss", "learning_rate",
+    "lora_rank", "lora_alpha", "lora_dropout", "lora_target_modules", "num_generations",
+    "per_device_train_batch_size", "gradient_accumulation_steps", "max_prompt_length", "beta", "epsilon",
+    "epsilon_high", "temperature", "top_p", "seed", "warmup_ratio", "min_lr_ratio", "val_size",
+)
+
+
+@dataclass
+class RunConfig:
+    """Everything a training run needs. ``None`` means: let the planner (or the backend) decide."""
+
+    # --- what to train
+    model: str | None = None
+    """Catalog model, hub id, local folder, or 'tiny-arith' (default without a GPU)."""
+    dataset: str | None = None
+    """Recipe name (see `budgetreason recipes`) or a local file; default 'arith' for tiny-arith, else 'open-rs'."""
+    data_path: str | None = None
+    """A local copy of the recipe's data in the hub's shape (--data)."""
+    problem_column: str | None = None
+    answer_column: str | None = None
+    dataset_limit: int | None = None
+    """Use only the first N rows after shuffling (quick trials)."""
+    val_size: int = 0
+    """Held-out rows of the training data kept out of training (not the validation benchmark)."""
+    rewards: str = "micro_budget"
+    """Reward preset: micro_budget (0.2·format + accuracy), tina, tina_cosine."""
+
+    # --- where and how long
+    gpu: str = "auto"
+    """GPU key, 'auto' or 'cpu'."""
+    vram_gb: float | None = None
+    backend: str = "auto"
+    """auto (unsloth on a CUDA GPU when installed, else hf), unsloth, trl, hf."""
+    budget_hours: float | None = None
+    """Wall-clock budget in hours; training stops before it with time left to save."""
+    budget_usd: float | None = None
+    """A budget in dollars, converted to hours with the GPU's catalog price."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps (whichever of steps and budget ends first)."""
+
+    # --- LoRA and GRPO shape (None: the planner's choice)
+    lora_rank: int | None = None
+    lora_alpha: int | None = None
+    lora_dropout: float = 0.0
+    lora_target_modules: list[str] | str | None = None
+    num_generations: int | None = None
+    per_device_train_batch_size: int | None = None
+    gradient_accumulation_steps: int | None = None
+    max_prompt_length: int | None = None
+    max_completion_length: int | None = None
+    load_in_4bit: bool | None = None
+    vllm_gpu_memory_utilization: float | None = None
+    vllm_standby: bool | None = None
+    headroom: float = 0.10
+
+    # --- optimisation
+    loss: str = "grpo"
+    """grpo (both papers), dr_grpo (no std scaling, constant normaliser) or dapo (token-level, clip-higher)."""
+    learning_rate: float | None = None
+    """Peak learning rate; default 1e-6 (Tina) for hub models, 2e-4 for tiny-arith."""
+    warmup_ratio: float = 0.1
+    """Share of the budget spent warming the learning rate up (Tina: 0.1)."""
+    min_lr_ratio: float = 0.1
+    """Cosine decays to this fraction of the peak (Tina: 'cosine with min LR', 0.1)."""
+    beta: float = 0.0
+    """KL coefficient (Tina: 0.04); 0 skips the reference forward pass."""
+    epsilon: float = 0.2
+    epsilon_high: float | None = None
+    """Upper clip (DAPO's clip-higher: 0.28); None keeps it equal to epsilon (dapo sets 0.28)."""
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_grad_norm: float = 1.0
+    optim: str | None = None
+    """adamw_torch (default) or adamw_8bit."""
+    seed: int = 42
+
+    # --- the run folder
+    output: str | None = None
+    """Run folder; default runs/<model>-<dataset>-r<rank>-s<seed>."""
+    resume: bool = True
+    """Continue from the newest complete checkpoint when the folder holds the same run."""
+    overwrite: bool = False
+    """Start afresh in a folder that holds another run (the old one is moved aside, not deleted)."""
+    save_steps: int | None = None
+    save_minutes: float = 30.0
+    save_total_limit: int = 3
+    logging_steps: int = 1
+    report_to: str = "none"
+    oom_retries: int = 2
+    progress: bool = True
+    """Show the rich progress bar."""
+
+    # --- validation during training
+    val_every: int | None = None
+    val_benchmark: str = "math500"
+    val_size_benchmark: int = 100
+    val_samples: int = 1
+    val_data: str | None = None
+
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Further GRPOConfig fields passed through unchanged (advanced)."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Reject contradictions and impossible values with one line each."""
+        def bad(msg: str) -> None:
+            raise BudgetError(msg)
+
+        if self.lora_rank is not None and self.lora_rank < 1:
+            bad(f"--rank must be at least 1, got {self.lora_rank}.")
+        if self.num_generations is not None and self.num_generations < 2:
+            bad(f"--k must be at least 2 (GRPO compares completions within a group), got {self.num_generations}.")
+        if self.budget_hours is not None and self.budget_hours <= 0:
+            bad(f"--hours must be more than 0, got {self.budget_hours:g}.")
+        if self.budget_usd is not None and self.budget_usd <= 0:
+            bad(f"--budget-usd must be more than 0, got {self.budget_usd:g}.")
+        if self.budget_hours is not None and self.budget_usd is not None:
+            bad("Give either --hours or --budget-usd, not both.")
+        if self.max_steps is not None and self.max_steps < 1:
+            bad(f"--max-steps must be at least 1, got {self.max_steps}.")
+        if self.loss not in LOSSES:
+            bad(f"--loss must be one of {', '.join(LOSSES)}, got '{self.loss}'.")
+        if self.backend not in ("auto", "hf", "unsloth", "trl"):
+            bad(f"--backend must be auto, hf, unsloth or trl, got '{self.backend}'.")
+        if self.report_to not in REPORT_TO:
+            bad(f"--report-to must be one of {', '.join(REPORT_TO)}, got '{self.report_to}'.")
+        if self.learning_rate is not None and not 0 < self.learning_rate < 1:
+            bad(f"--lr must be between 0 and 1, got {self.learning_rate:g}.")
+        if not 0 <= self.warmup_ratio < 1 or not 0 <= self.min_lr_ratio <= 1:
+            bad("warmup_ratio must be in [0, 1) and min_lr_ratio in [0, 1].")
+        if self.save_minutes is not None and self.save_minutes <= 0:
+            bad(f"--save-minutes must be more than 0, got {self.save_minutes:g}.")
+        if self.save_steps is not None and self.save_steps < 1:
+            bad(f"--save-steps must be at least 1, got {self.save_steps}.")
+        if self.oom_retries < 0:
+            bad("--oom-retries cannot be negative.")
+        if self.val_every is not None and self.val_every < 1:
+            bad(f"--val-every must be at least 1, got {self.val_every}.")
+        if not 0 <= self.lora_dropout < 1:
+            bad(f"lora_dropout must be in [0, 1), got {self.lora_dropout}.")
+        if self.temperature <= 0:
+            bad(f"temperature must be positive, got {self.temperature}.")
+
+    # ---- conversions ------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> RunConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise BudgetError(f"Unknown setting(s) in {source}: {', '.join(unknown)}. See docs/training.md for the fields.")
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> RunConfig:
+        import yaml
+
+        p = Path(path)
+        if not p.is_file():
+            raise BudgetError(f"Config file '{path}' does not exist.")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise BudgetError(f"Config file '{path}' is not valid YAML: {str(e).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise BudgetError(f"Config file '{path}' must hold a mapping of settings.")
+        return cls.from_dict(data, source=str(path))
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def merged(self, **overrides: Any) -> RunConfig:
+        """A copy with the overrides that are not None (CLI flags over a YAML file)."""
+        data = self.to_dict()
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return RunConfig.from_dict(data)
+
+    def identity(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in IDENTITY_FIELDS}
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text.split("/")[-1]).strip("-").lower()

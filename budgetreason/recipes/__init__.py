@@ -1,0 +1,42 @@
+"""Shipped training recipes: YAML files of RunConfig fields, each saying what GPU and time it expects."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from budgetreason.errors import BudgetError
+
+#: Models whose recipe supplies their defaults when only --model is given.
+MODEL_DEFAULTS = {"tiny-arith": "tiny-arith"}
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files(__name__).iterdir() if p.name.endswith(".yaml"))
+
+
+def recipe_path(name: str) -> Path:
+    p = Path(str(resources.files(__name__).joinpath(f"{name}.yaml")))
+    if not p.is_file():
+        raise BudgetError(f"Unknown recipe '{name}'. Shipped recipes: {', '.join(recipe_names())}; or pass a YAML file.")
+    return p
+
+
+def load_recipe(name_or_path: str) -> dict:
+    """A recipe's settings by name, or any YAML file's."""
+    import yaml
+
+    p = Path(name_or_path)
+    path = p if p.suffix in (".yaml", ".yml") or p.is_file() else recipe_path(name_or_path)
+    if not path.is_file():
+        raise BudgetError(f"Config file '{name_or_path}' does not exist.")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise BudgetError(f"Config file '{name_or_path}' must hold a mapping of settings.")
+    return data
+
+
+def describe(name: str) -> str:
+    """The recipe's header comment: what it is and what GPU and time it expects."""
+    lines = recipe_path(name).read_text().splitlines()
+    return " ".join(line.lstrip("# ").strip() for line in lines if line.startswith("#"))

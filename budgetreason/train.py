@@ -1,0 +1,352 @@
+"""``budgetreason.train(config)``: plan → run config → GRPO (TRL) → run folder.
+
+The steps, in order: resolve the config (planner fills what the user left open), check the
+run folder (same run: resume; another run: refuse unless --overwrite), load the model through
+a back-end (Unsloth must be imported before TRL), load data and rewards, build TRL's
+GRPOConfig in one function, and let TRL's GRPOTrainer run with budgetreason's callbacks.
+An out-of-memory error is recorded and retried from the last checkpoint with the planner's
+next smaller configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from budgetreason.config import RunConfig, slug
+from budgetreason.errors import BudgetError
+from budgetreason.runfolder import BUDGET_STATE, RunFolder
+
+#: Hub models get Tina's learning rate; the tiny model's recipe sets its own.
+DEFAULT_LR = 1e-6
+#: Plan-derived settings the planner may change on an OOM retry (in this order).
+OOM_STEPS = ("per_device_train_batch_size", "vllm_gpu_memory_utilization", "vllm_standby", "max_completion_length")
+
+
+@dataclass
+class ResolvedRun:
+    """A config with every value decided, the plan that decided them, and the folder."""
+
+    config: RunConfig
+    plan: object
+    folder: RunFolder
+    backend: str
+    gpu: object
+    resume_from: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    """What `train` returns (also written to summary.json)."""
+
+    output: str
+    steps: int
+    stop_reason: str
+    elapsed_s: float
+    final_metrics: dict
+    warnings: list[str]
+    oom_retries: int = 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ---- resolution -------------------------------------------------------------------------------------
+def _user_config(config: RunConfig | dict | str | None, overrides: dict) -> RunConfig:
+    from budgetreason.recipes import MODEL_DEFAULTS, load_recipe
+
+    if isinstance(config, str):
+        base = load_recipe(config)
+    elif isinstance(config, RunConfig):
+        base = {k: v for k, v in config.to_dict().items() if v != _default(k)}
+    else:
+        base = dict(config or {})
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    model = base.get("model")
+    if model in MODEL_DEFAULTS:  # a model's own recipe fills what neither file nor flags set
+        base = {**load_recipe(MODEL_DEFAULTS[model]), **base}
+    return RunConfig.from_dict(base)
+
+
+def _default(name: str):
+    f = RunConfig.__dataclass_fields__[name]
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+
+
+def resolve(config: RunConfig) -> ResolvedRun:
+    """Fill every open setting: GPU, back-end, model, dataset, budget, and the planner's shape."""
+    from budgetreason.backends import choose_backend
+    from budgetreason.hardware import resolve_gpu
+    from budgetreason.models import TINY_MODEL_ID, canonical_model_id, resolve_model
+    from budgetreason.planner import plan
+
+    gpu = resolve_gpu(config.gpu, config.vram_gb)
+    backend = choose_backend(config.backend, gpu)
+    model = canonical_model_id(config.model or (TINY_MODEL_ID if not gpu.is_cuda else "Qwen/Qwen2.5-1.5B-Instruct"))
+    if model == TINY_MODEL_ID and config.model is None:
+        config = _user_config(config, {"model": model})
+    arch = resolve_model(model)
+    dataset = config.dataset or ("arith" if model == TINY_MODEL_ID else "open-rs")
+    hours = config.budget_hours
+    if config.budget_usd is not None:
+        if not gpu.price_usd_hr:
+            raise BudgetError(f"{gpu.name} has no catalog price; give --hours instead of --budget-usd.")
+        hours = config.budget_usd / gpu.price_usd_hr
+    if hours is None and config.max_steps is None:
+        raise BudgetError("Give a budget: --hours H, --budget-usd D, or --max-steps N.")
+    fixed = dict(
+        lora_rank=config.lora_rank, lora_alpha=config.lora_alpha, num_generations=config.num_generations,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        max_prompt_length=config.max_prompt_length, max_completion_length=config.max_completion_length,
+        load_in_4bit=config.load_in_4bit, vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
+        vllm_standby=config.vllm_standby, lora_target_modules=config.lora_target_modules, optim=config.optim,
+    )
+    if not gpu.is_cuda:
+        fixed.pop("vllm_gpu_memory_utilization")
+    p = plan(gpu, arch, hours or 1.0, headroom=config.headroom, backend=backend, **fixed)
+    if not p.fits:
+        raise BudgetError(f"{model} does not fit {gpu.name}: {p.warnings[-1]}. Would fit: "
+                          f"{'; '.join(p.suggestions) or 'nothing in the catalogs'}.")
+    c = p.config
+    resolved = dataclasses.replace(
+        config, model=model, dataset=dataset, gpu=gpu.key, backend=backend, budget_hours=hours, budget_usd=None,
+        lora_rank=c["lora_rank"], lora_alpha=c["lora_alpha"], lora_target_modules=list(c["lora_target_modules"]),
+        num_generations=c["num_generations"], per_device_train_batch_size=c["per_device_train_batch_size"],
+        gradient_accumulation_steps=c["gradient_accumulation_steps"], max_prompt_length=c["max_prompt_length"],
+        max_completion_length=c["max_completion_length"], load_in_4bit=c["load_in_4bit"],
+        vllm_gpu_memory_utilization=c["vllm_gpu_memory_utilization"] if backend != "hf" else None,
+        vllm_standby=c["vllm_standby"] if backend != "hf" else False, optim=c["optim"],
+        learning_rate=config.learning_rate or DEFAULT_LR,
+        epsilon_high=config.epsilon_high if config.epsilon_high is not None else (0.28 if config.loss == "dapo" else None),
+    )
+    if resolved.output is None:
+        resolved.output = str(Path("runs") / f"{slug(model)}-{slug(dataset)}-r{resolved.lora_rank}-s{resolved.seed}")
+    return ResolvedRun(config=resolved, plan=p, folder=RunFolder(resolved.output), backend=backend, gpu=gpu)
+
+
+def _identity(cfg: RunConfig) -> dict:
+    ident = cfg.identity()
+    # The micro-batch split may change (a retry after OOM, another GPU); the completions per step may not.
+    ident["generation_batch_size"] = (cfg.per_device_train_batch_size or 0) * (cfg.gradient_accumulation_steps or 0)
+    ident.pop("per_device_train_batch_size")
+    ident.pop("gradient_accumulation_steps")
+    return ident
+
+
+def check_folder(run: ResolvedRun) -> ResolvedRun:
+    """Same run in the folder: resume from its newest complete checkpoint. Another run: refuse or move aside."""
+    folder = run.folder
+    if not folder.exists():
+        if folder.path.exists() and any(folder.path.iterdir()):
+            if not run.config.overwrite:
+                raise BudgetError(f"{folder.path} exists and is not a budgetreason run folder; choose another "
+                                  "--output or pass --overwrite (the folder is moved aside, not deleted).")
+            run.notes.append(f"moved the old folder to {folder.move_aside()}")
+        return run
+    saved = RunConfig.from_yaml(folder.config)
+    mine, theirs = _identity(run.config), _identity(saved)
+    differ = [k for k in mine if mine[k] != theirs.get(k)]
+    if differ and not run.config.overwrite:
+        what = ", ".join(f"{k} {theirs.get(k)!r} → {mine[k]!r}" for k in differ[:3])
+        raise BudgetError(f"{folder.path} holds a different run ({what}); use another --output, or --overwrite to "
+                          "start afresh (the old folder is moved aside, not deleted).")
+    if differ or not run.config.resume:
+        run.notes.append(f"moved the old run to {folder.move_aside()}")
+        return run
+    # Same run: keep the saved shape (the planner may answer differently on another GPU) unless an OOM retry changes it.
+    keep = {k: getattr(saved, k) for k in ("per_device_train_batch_size", "gradient_accumulation_steps",
+                                           "vllm_gpu_memory_utilization", "vllm_standby", "load_in_4bit",
+                                           "max_completion_length")}
+    run.config = dataclasses.replace(run.config, **keep)
+    moved = folder.set_aside_incomplete()
+    if moved:
+        run.notes.append(f"set aside {len(moved)} incomplete checkpoint(s)")
+    run.resume_from = folder.latest_complete_checkpoint()
+    return run
+
+
+# ---- the run -------------------------------------------------------------------------------------------
+def train(config: RunConfig | dict | str | None = None, *, callbacks: list | None = None, console=None,
+          **overrides) -> RunResult:
+    """Train with GRPO on LoRA inside the budget; returns how the run ended.
+
+    `config` is a RunConfig, a dict of its fields, a recipe name or a YAML path; keyword
+    arguments override it (None leaves a setting to the planner). Extra TrainerCallbacks may
+    be passed (tests use this to inject faults). Re-running the same call resumes.
+    """
+    from rich.console import Console
+
+    console = console or Console(stderr=True)
+    run = check_folder(resolve(_user_config(config, overrides)))
+    retries = 0
+    while True:
+        try:
+            return _train_once(run, callbacks or [], console)
+        except Exception as e:  # only out-of-memory errors are retried
+            if not _is_oom(e) or retries >= run.config.oom_retries:
+                raise
+            retries += 1
+            run = _after_oom(run, e, retries, console)
+
+
+def _is_oom(e: BaseException) -> bool:
+    import torch
+
+    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
+
+
+def _after_oom(run: ResolvedRun, error: BaseException, attempt: int, console) -> ResolvedRun:
+    """Record the OOM, step the planner down one notch that keeps checkpoints compatible, resume."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    cfg = run.config
+    change = None
+    if cfg.per_device_train_batch_size > 1:
+        b = cfg.per_device_train_batch_size // 2
+        while (cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps) % b:
+            b -= 1
+        change = {"per_device_train_batch_size": b,
+                  "gradient_accumulation_steps": cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps // b}
+    elif cfg.vllm_gpu_memory_utilization and cfg.vllm_gpu_memory_utilization > 0.15:
+        change = {"vllm_gpu_memory_utilization": round(cfg.vllm_gpu_memory_utilization * 0.8, 2)}
+    elif run.backend != "hf" and not cfg.vllm_standby:
+        change = {"vllm_standby": True}
+    elif cfg.max_completion_length > 1024:
+        change = {"max_completion_length": cfg.max_completion_length - 512}
+    if change is None:
+        raise BudgetError(f"Out of GPU memory and nothing left to reduce without restarting the run: {error}") from None
+    what = ", ".join(f"{k} {getattr(cfg, k)} → {v}" for k, v in change.items())
+    message = f"out of memory ({str(error).splitlines()[0][:160]}); retry {attempt} from the last checkpoint with {what}"
+    run.folder.event("oom", message, change=change)
+    console.print(f"[red]{message}[/]")
+    run.config = dataclasses.replace(cfg, **change)
+    run.resume_from = run.folder.latest_complete_checkpoint()
+    run.folder.set_aside_incomplete()
+    return run
+
+
+def _train_once(run: ResolvedRun, extra_callbacks: list, console) -> RunResult:
+    from budgetreason.budget import BudgetClock, install_budget_schedule
+    from budgetreason.callbacks import (BudgetCallback, GracefulStop, HealthCallback, MetricsCallback,
+                                        ProgressCallback, RunState)
+
+    cfg, folder = run.config, run.folder
+    folder.path.mkdir(parents=True, exist_ok=True)
+    folder.write_text(folder.config, cfg.to_yaml())
+    folder.write_json(folder.plan, run.plan.to_dict())
+    spent, start_step = 0.0, 0
+    if run.resume_from is not None:
+        state = json.loads((run.resume_from / BUDGET_STATE).read_text())
+        spent, start_step = float(state["elapsed_s"]), int(state["step"])
+        folder.truncate_metrics(start_step)
+        folder.event("resume", f"resuming from {run.resume_from.name} after {spent / 60:.1f} min", step=start_step)
+    else:
+        folder.truncate_metrics(0)
+    for note in run.notes:
+        folder.event("note", note)
+    clock = BudgetClock(budget_s=cfg.budget_hours * 3600 if cfg.budget_hours else None,
+                        max_steps=cfg.max_steps, spent_before_s=spent)
+
+    loaded = _load_model(run)  # Unsloth (if used) is imported here, before TRL
+    from budgetreason.compat import ensure_logprob_head
+
+    ensure_logprob_head()
+    from trl import GRPOTrainer
+    from transformers.trainer_callback import PrinterCallback
+
+    from budgetreason.trainer_args import grpo_config
+
+    prepared = _load_data(cfg, loaded.tokenizer)
+    from budgetreason.rewards import preset
+
+    rewards = preset(cfg.rewards)
+    state = RunState(folder=folder, clock=clock, save_minutes=cfg.save_minutes)
+    cbs = [BudgetCallback(state), MetricsCallback(state, [f.__name__ for f in rewards.funcs]),
+           HealthCallback(state, console=console)]
+    if cfg.progress:
+        cbs.append(ProgressCallback(state, cfg.max_steps, console=console))
+    if cfg.val_every:
+        from budgetreason.validation import ValidationCallback
+
+        cbs.append(ValidationCallback(state, cfg, loaded.tokenizer))
+    trainer = GRPOTrainer(model=loaded.model, reward_funcs=list(rewards.funcs), args=grpo_config(run, rewards),
+                          train_dataset=prepared.train, processing_class=loaded.tokenizer,
+                          peft_config=loaded.peft_config, callbacks=cbs + list(extra_callbacks))
+    trainer.remove_callback(PrinterCallback)
+    install_budget_schedule(trainer, clock, cfg.warmup_ratio, cfg.min_lr_ratio)
+    folder.event("start", f"training {cfg.model} on {cfg.dataset} with {run.backend} on {run.gpu.name}",
+                 step=start_step)
+    with GracefulStop(state, console=console):
+        trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
+    reason = state.stop_reason or ("max_steps" if cfg.max_steps and trainer.state.global_step >= cfg.max_steps
+                                   else "end_of_data")
+    _save_adapter(trainer, loaded.tokenizer, folder)
+    rows = folder.read_metrics()
+    result = RunResult(output=str(folder.path), steps=trainer.state.global_step, stop_reason=reason,
+                       elapsed_s=round(clock.elapsed(), 1), final_metrics=rows[-1] if rows else {},
+                       warnings=state.warnings)
+    summary = result.to_dict() | {"model": cfg.model, "dataset": cfg.dataset, "backend": run.backend,
+                                  "gpu": run.gpu.name, "data": prepared.report.summary(),
+                                  "cost_usd": _cost(run, clock.elapsed()), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    folder.write_json(folder.summary, summary)
+    folder.event("stop", f"stopped: {reason} at step {result.steps}", step=result.steps)
+    if reason in ("interrupted", "terminated"):
+        raise KeyboardInterrupt(f"stopped on request; checkpoint saved in {folder.path}")
+    return result
+
+
+def _cost(run: ResolvedRun, elapsed_s: float) -> float | None:
+    price = run.gpu.price_usd_hr
+    return None if price is None or not run.gpu.is_cuda else round(price * elapsed_s / 3600, 2)
+
+
+def _load_model(run: ResolvedRun):
+    cfg = run.config
+    lora = {"r": cfg.lora_rank, "alpha": cfg.lora_alpha, "dropout": cfg.lora_dropout,
+            "target_modules": cfg.lora_target_modules}
+    dtype = run.plan.config["dtype"]
+    if run.backend == "unsloth":
+        from budgetreason.backends import unsloth_backend
+
+        return unsloth_backend.load(cfg.model, dtype=dtype, load_in_4bit=cfg.load_in_4bit, lora=lora, seed=cfg.seed,
+                                    max_seq_length=cfg.max_prompt_length + cfg.max_completion_length,
+                                    gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, standby=cfg.vllm_standby)
+    from budgetreason.backends import hf
+
+    return hf.load(cfg.model, dtype=dtype, load_in_4bit=cfg.load_in_4bit, lora=lora, seed=cfg.seed)
+
+
+def _load_data(cfg: RunConfig, tokenizer):
+    from budgetreason.data import load_dataset_recipe
+
+    return load_dataset_recipe(cfg.dataset, data_files=cfg.data_path, problem_column=cfg.problem_column,
+                               answer_column=cfg.answer_column, seed=cfg.seed, val_size=cfg.val_size,
+                               max_prompt_length=cfg.max_prompt_length, tokenizer=tokenizer, limit=cfg.dataset_limit)
+
+
+def _save_adapter(trainer, tokenizer, folder: RunFolder) -> None:
+    """The final LoRA adapter and tokenizer in adapter/, written beside and renamed into place."""
+    import shutil
+
+    tmp = folder.path / "adapter.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    trainer.model.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    if folder.adapter.exists():
+        old = folder.path / f"adapter.prev-{int(time.time())}"
+        folder.adapter.rename(old)
+        tmp.rename(folder.adapter)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(folder.adapter)
