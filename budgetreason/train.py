@@ -170,6 +170,16 @@ def check_folder(run: ResolvedRun) -> ResolvedRun:
     return run
 
 
+def train_overrides_from_folder(path: str) -> dict:
+    """`--resume DIR`: the saved config of DIR as the base, so the same run continues."""
+    folder = RunFolder(path)
+    if not folder.exists():
+        raise BudgetError(f"--resume {path}: no budgetreason run there (config.yaml missing).")
+    data = RunConfig.from_yaml(folder.config).to_dict()
+    data["output"] = str(folder.path)
+    return data
+
+
 # ---- the run -------------------------------------------------------------------------------------------
 def train(config: RunConfig | dict | str | None = None, *, callbacks: list | None = None, console=None,
           **overrides) -> RunResult:

@@ -38,9 +38,10 @@ def main_callback(
 
 
 def _register() -> None:
-    from cli import catalogs, plan
+    from cli import catalogs, plan, train
 
     app.command("plan")(plan.plan_cmd)
+    app.command("train")(train.train_cmd)
     app.command("gpus")(catalogs.gpus_cmd)
     app.command("models")(catalogs.models_cmd)
     app.command("versions")(catalogs.versions_cmd)

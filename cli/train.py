@@ -1,0 +1,66 @@
+"""``budgetreason train``: GRPO on LoRA inside a time budget; re-running the same command resumes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cli.options import (AlphaOpt, BackendOpt, BatchOpt, FourBitOpt, GpuOpt, GradAccumOpt, HoursOpt, KOpt,
+                         MaxCompletionOpt, MaxPromptOpt, RankOpt, StandbyOpt, TargetsOpt, VllmShareOpt, VramOpt)
+
+
+def train_cmd(
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Catalog model, hub id, folder, or tiny-arith (default without a GPU).")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Recipe (see `budgetreason recipes`) or a local file.")] = None,
+    data: Annotated[str | None, typer.Option("--data", help="Local copy of the recipe's data in the hub's shape.")] = None,
+    problem_column: Annotated[str | None, typer.Option("--problem-column")] = None,
+    answer_column: Annotated[str | None, typer.Option("--answer-column")] = None,
+    gpu: GpuOpt = "auto", vram_gb: VramOpt = None, hours: HoursOpt = None,
+    budget_usd: Annotated[float | None, typer.Option("--budget-usd", help="Budget in dollars (GPU catalog price).")] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after N optimizer steps.")] = None,
+    rank: RankOpt = None, alpha: AlphaOpt = None, k: KOpt = None, batch: BatchOpt = None, grad_accum: GradAccumOpt = None,
+    max_prompt: MaxPromptOpt = None, max_completion: MaxCompletionOpt = None, load_in_4bit: FourBitOpt = None,
+    vllm_share: VllmShareOpt = None, standby: StandbyOpt = None, targets: TargetsOpt = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
+    loss: Annotated[str | None, typer.Option("--loss", help="grpo, dr_grpo or dapo.")] = None,
+    beta: Annotated[float | None, typer.Option("--beta", help="KL coefficient.")] = None,
+    temperature: Annotated[float | None, typer.Option("--temperature")] = None,
+    rewards: Annotated[str | None, typer.Option("--rewards", help="Reward preset: micro_budget, tina, tina_cosine.")] = None,
+    save_steps: Annotated[int | None, typer.Option("--save-steps")] = None,
+    save_minutes: Annotated[float | None, typer.Option("--save-minutes", help="Checkpoint every N minutes (30).")] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Run folder.")] = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="Continue the run in this folder.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start afresh; the old folder is moved aside.")] = False,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    backend: BackendOpt = None,
+    config: Annotated[str | None, typer.Option("--config", "-c", help="YAML file or shipped recipe name.")] = None,
+    report_to: Annotated[str | None, typer.Option("--report-to", help="wandb, tensorboard, trackio or none.")] = None,
+    oom_retries: Annotated[int | None, typer.Option("--oom-retries")] = None,
+    val_every: Annotated[int | None, typer.Option("--val-every", help="Validate every N steps.")] = None,
+    val_benchmark: Annotated[str | None, typer.Option("--val-benchmark")] = None,
+    val_size: Annotated[int | None, typer.Option("--val-size", help="Problems per validation.")] = None,
+    val_data: Annotated[str | None, typer.Option("--val-data", help="Local copy of the validation benchmark.")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar (logs only).")] = False,
+) -> None:
+    """Train with GRPO on LoRA until the budget or --max-steps ends; re-run the same command to resume."""
+    from budgetreason.train import train, train_overrides_from_folder
+
+    base = config
+    if resume:
+        base = train_overrides_from_folder(resume)
+        output = output or resume
+    result = train(
+        base, model=model, dataset=dataset, data_path=data, problem_column=problem_column,
+        answer_column=answer_column, gpu=None if gpu == "auto" and resume else gpu, vram_gb=vram_gb,
+        budget_hours=hours, budget_usd=budget_usd, max_steps=max_steps, lora_rank=rank, lora_alpha=alpha,
+        num_generations=k, per_device_train_batch_size=batch, gradient_accumulation_steps=grad_accum,
+        max_prompt_length=max_prompt, max_completion_length=max_completion, load_in_4bit=load_in_4bit,
+        vllm_gpu_memory_utilization=vllm_share, vllm_standby=standby, lora_target_modules=targets,
+        learning_rate=lr, loss=loss, beta=beta, temperature=temperature, rewards=rewards, save_steps=save_steps,
+        save_minutes=save_minutes, output=output, overwrite=overwrite or None, seed=seed, backend=backend,
+        report_to=report_to, oom_retries=oom_retries, val_every=val_every, val_benchmark=val_benchmark,
+        val_size_benchmark=val_size, val_data=val_data, progress=False if no_progress else None,
+    )
+    typer.echo(f"{result.stop_reason}: {result.steps} steps in {result.elapsed_s / 60:.1f} min; "
+               f"run folder {result.output} (adapter in {result.output}/adapter)")
