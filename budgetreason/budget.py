@@ -64,7 +64,7 @@ def install_budget_schedule(trainer, clock: BudgetClock, warmup_ratio: float, mi
         opt = optimizer if optimizer is not None else trainer.optimizer
         if trainer.lr_scheduler is None:
             trainer.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
-                opt, lambda _: lr_multiplier(clock.fraction(trainer.state.global_step), warmup_ratio, min_lr_ratio))
+                opt, lambda _: lr_multiplier(clock.fraction(trainer.state.global_step + 1), warmup_ratio, min_lr_ratio))
             trainer._created_lr_scheduler = True
         return trainer.lr_scheduler
 

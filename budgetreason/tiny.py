@@ -30,7 +30,7 @@ SLIP_RATE = 0.30
 NO_THINK_RATE = 0.15
 ARCH = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
             num_key_value_heads=2, max_position_embeddings=1024)
-WARMUP = dict(steps=2000, batch_size=64, lr=3e-3, seed=0, train_problems=4000)
+WARMUP = dict(steps=1500, batch_size=64, lr=3e-3, seed=0, train_problems=4000)
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 THINK = ["<think>", "</think>"]
 CHAT_TEMPLATE = (

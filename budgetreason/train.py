@@ -285,14 +285,18 @@ def _train_once(run: ResolvedRun, extra_callbacks: list, console) -> RunResult:
            HealthCallback(state, console=console)]
     if cfg.progress:
         cbs.append(ProgressCallback(state, cfg.max_steps, console=console))
+    validation = None
     if cfg.val_every:
         from budgetreason.validation import ValidationCallback
 
-        cbs.append(ValidationCallback(state, cfg, loaded.tokenizer))
+        validation = ValidationCallback(state, cfg, loaded.tokenizer, run.backend)
+        cbs.append(validation)
     trainer = GRPOTrainer(model=loaded.model, reward_funcs=list(rewards.funcs), args=grpo_config(run, rewards),
                           train_dataset=prepared.train, processing_class=loaded.tokenizer,
                           peft_config=loaded.peft_config, callbacks=cbs + list(extra_callbacks))
     trainer.remove_callback(PrinterCallback)
+    if validation is not None:
+        validation.trainer = trainer
     install_budget_schedule(trainer, clock, cfg.warmup_ratio, cfg.min_lr_ratio)
     folder.event("start", f"training {cfg.model} on {cfg.dataset} with {run.backend} on {run.gpu.name}",
                  step=start_step)

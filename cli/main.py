@@ -38,10 +38,17 @@ def main_callback(
 
 
 def _register() -> None:
-    from cli import catalogs, plan, train
+    from cli import catalogs, evaluation, misc, plan, reporting, train
 
+    app.command("demo")(misc.demo_cmd)
     app.command("plan")(plan.plan_cmd)
     app.command("train")(train.train_cmd)
+    app.command("eval")(evaluation.eval_cmd)
+    app.command("compare")(evaluation.compare_cmd)
+    app.command("report")(reporting.report_cmd)
+    app.command("sweep")(reporting.sweep_cmd)
+    app.command("recipes")(misc.recipes_cmd)
+    app.command("benchmarks")(evaluation.benchmarks_cmd)
     app.command("gpus")(catalogs.gpus_cmd)
     app.command("models")(catalogs.models_cmd)
     app.command("versions")(catalogs.versions_cmd)

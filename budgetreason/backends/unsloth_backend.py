@@ -1,0 +1,64 @@
+"""Unsloth: fast LoRA kernels, and vLLM colocated on the same copy of the weights.
+
+Unsloth must be imported before TRL (and transformers/peft): the import patches TRL's
+GRPOTrainer so that, given a model with a ``vllm_engine``, it generates with that engine
+(one copy of the base weights) instead of starting a second vLLM. ``budgetreason.train``
+therefore loads the model through this module before it imports anything from TRL.
+Standby (``UNSLOTH_VLLM_STANDBY=1``, set before the import) frees vLLM's KV cache while
+training. Without a CUDA GPU Unsloth falls back to an SFT-only CPU backend and patches
+nothing, so this module is only used on a GPU.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from budgetreason.backends import Loaded, model_path
+from budgetreason.errors import BudgetError
+
+
+def check_import_order() -> None:
+    """Refuse to go on if TRL was imported before Unsloth: its GRPOTrainer would stay unpatched."""
+    if "trl" in sys.modules and "unsloth" not in sys.modules:
+        raise BudgetError("TRL was imported before Unsloth, so Unsloth cannot patch its GRPOTrainer; start a fresh "
+                          "Python process (or notebook runtime) and call budgetreason.train before importing trl.")
+
+
+def load(model_id: str, *, dtype: str, load_in_4bit: bool, lora: dict, seed: int, max_seq_length: int,
+         gpu_memory_utilization: float, standby: bool) -> Loaded:
+    """FastLanguageModel with fast_inference (vLLM) and its LoRA; the model carries the adapter already."""
+    if standby:
+        os.environ["UNSLOTH_VLLM_STANDBY"] = "1"
+    check_import_order()
+    import torch
+
+    if not torch.cuda.is_available():
+        raise BudgetError("The unsloth backend needs a CUDA GPU; use --backend hf on the CPU.")
+    from unsloth import FastLanguageModel  # before any trl import
+
+    from budgetreason.backends.hf import torch_dtype
+
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=model_path(model_id),
+        max_seq_length=max_seq_length,
+        dtype=torch_dtype(dtype),
+        load_in_4bit=load_in_4bit,
+        load_in_16bit=not load_in_4bit,
+        fast_inference=True,  # colocated vLLM on the training weights
+        gpu_memory_utilization=gpu_memory_utilization,
+        max_lora_rank=lora["r"],
+        random_state=seed,
+    )
+    model = FastLanguageModel.get_peft_model(
+        model,
+        r=lora["r"],
+        lora_alpha=lora["alpha"],
+        lora_dropout=lora["dropout"],
+        target_modules=list(lora["target_modules"]),
+        use_gradient_checkpointing="unsloth",  # offloads checkpointed activations to CPU RAM
+        random_state=seed,
+    )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return Loaded(model=model, tokenizer=tokenizer, peft_config=None)

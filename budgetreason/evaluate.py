@@ -1,0 +1,241 @@
+"""``budgetreason.evaluate``: pass@k, length and entropy on the papers' benchmarks, one protocol for every model.
+
+Writes into the output folder:
+- ``completions.jsonl``: every sample (benchmark, problem id, sample index, text, extracted
+  answer, correct, token count, entropy), appended as it is scored, so an interrupted
+  evaluation resumes where it stopped and scores can be recomputed without generating again;
+- ``eval.json``: per benchmark n problems, samples, pass@k (k in 1, 8, 16 up to n), mean
+  accuracy, mean length, truncation rate, entropy; plus the protocol used.
+
+The protocol (temperature 0.6, top-p 0.95, the training's chat prompt, 16 samples) follows
+Tina's lighteval settings; ``max_tokens`` defaults to the micro-budget paper's 3584.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from budgetreason.errors import BudgetError
+from budgetreason.generation import SamplingSettings
+
+EVAL_FILE, COMPLETIONS_FILE, SETTINGS_FILE = "eval.json", "completions.jsonl", "eval_settings.json"
+KS = (1, 8, 16)
+
+
+def parse_data_option(values: list[str] | None, benchmarks: str | list[str]) -> dict[str, str]:
+    """``--data PATH`` (one benchmark) or ``--data NAME=PATH`` (repeatable) → {benchmark: path}."""
+    names = [b.strip() for b in benchmarks.split(",")] if isinstance(benchmarks, str) else list(benchmarks)
+    out: dict[str, str] = {}
+    for v in values or []:
+        if "=" in v and v.split("=", 1)[0] in names:
+            name, path = v.split("=", 1)
+            out[name] = path
+        elif len(names) == 1:
+            out[names[0]] = v
+        else:
+            raise BudgetError(f"--data {v}: with several benchmarks use NAME=PATH, e.g. --data aime24=aime.jsonl.")
+    return out
+
+
+def adapter_dir(adapter: str | None) -> tuple[str | None, dict]:
+    """Accept a run folder (its adapter/), a checkpoint folder, or an adapter folder; return it and the run's config."""
+    if adapter is None:
+        return None, {}
+    p = Path(adapter)
+    if not p.exists():
+        raise BudgetError(f"--adapter {adapter}: no such folder.")
+    cfg = {}
+    if (p / "config.yaml").is_file():
+        import yaml
+
+        cfg = yaml.safe_load((p / "config.yaml").read_text()) or {}
+        p = p / "adapter"
+    elif (p.parent / "config.yaml").is_file():
+        import yaml
+
+        cfg = yaml.safe_load((p.parent / "config.yaml").read_text()) or {}
+    if not (p / "adapter_config.json").is_file():
+        raise BudgetError(f"--adapter {adapter}: no LoRA adapter there (adapter_config.json missing); "
+                          "pass a run folder, a checkpoint folder or an adapter folder.")
+    return str(p), cfg
+
+
+def load_hf_policy(model_id: str, adapter: str | None, dtype: str | None = None):
+    """Base model (+ the LoRA adapter) with transformers, for CPU evaluation and tests."""
+    import torch
+    from peft import PeftModel
+
+    from budgetreason.backends import hf
+
+    tok = hf.load_tokenizer(model_id)
+    from transformers import AutoModelForCausalLM
+
+    from budgetreason.backends import model_path
+
+    use_cuda = torch.cuda.is_available()
+    dt = hf.torch_dtype(dtype or ("bfloat16" if use_cuda else "float32"))
+    model = AutoModelForCausalLM.from_pretrained(model_path(model_id), dtype=dt)
+    if adapter:
+        model = PeftModel.from_pretrained(model, adapter)
+    if use_cuda:
+        model = model.to("cuda")
+    model.eval()
+    return model, tok
+
+
+def _make_generator(model_id: str, adapter: str | None, backend: str, settings: SamplingSettings, run_cfg: dict):
+    import torch
+
+    if backend == "auto":
+        from budgetreason.backends import installed
+
+        backend = "vllm" if torch.cuda.is_available() and installed("vllm") else "hf"
+    if backend == "vllm":
+        from budgetreason.backends import model_path
+        from budgetreason.generation import VLLMGenerator
+
+        return VLLMGenerator(model_path(model_id), adapter, max_model_len=run_cfg.get("max_prompt_length", 1024)
+                             + settings.max_tokens, lora_rank=run_cfg.get("lora_rank", 256), seed=settings.seed), "vllm"
+    if backend != "hf":
+        raise BudgetError(f"--backend must be auto, vllm or hf, got '{backend}'.")
+    from budgetreason.generation import HFGenerator
+
+    model, tok = load_hf_policy(model_id, adapter)
+    return HFGenerator(model, tok), "hf"
+
+
+def _read_completions(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # cut by a kill mid-write; that sample is generated again
+    return rows
+
+
+def score(problems, samples_per_problem, benchmark: str) -> list[dict]:
+    """Completion records with the extracted answer and correctness (math-verify; letters for GPQA)."""
+    from budgetreason.verify import extract_answer, extract_choice, score_batch
+
+    golds, texts, meta = [], [], []
+    for prob, samples in zip(problems, samples_per_problem):
+        for j, s in enumerate(samples):
+            golds.append(prob.gold)
+            texts.append(s.text)
+            meta.append((prob, j, s))
+    correct = score_batch(golds, texts)
+    out = []
+    for (prob, j, s), ok in zip(meta, correct):
+        extracted = extract_choice(s.text) if prob.kind == "letter" else extract_answer(s.text)
+        out.append({"benchmark": benchmark, "problem_id": prob.id, "sample": j, "text": s.text,
+                    "extracted": extracted, "correct": bool(ok), "tokens": s.tokens, "entropy": s.entropy,
+                    "finish_reason": s.finish_reason})
+    return out
+
+
+def summarize(records: list[dict], ks=KS) -> dict:
+    """Per-benchmark scores from completion records (no generation needed)."""
+    from budgetreason.metrics import pass_at_k_table
+
+    by_bench: dict[str, dict[str, list[dict]]] = {}
+    for r in records:
+        by_bench.setdefault(r["benchmark"], {}).setdefault(r["problem_id"], []).append(r)
+    out = {}
+    for bench, problems in by_bench.items():
+        counts = [(len(rs), sum(r["correct"] for r in rs)) for rs in problems.values()]
+        flat = [r for rs in problems.values() for r in rs]
+        ents = [r["entropy"] for r in flat if r.get("entropy") is not None]
+        out[bench] = {
+            "n_problems": len(problems),
+            "samples": min(n for n, _ in counts),
+            **{k: round(v, 4) for k, v in pass_at_k_table(counts, ks).items()},
+            "mean_accuracy": round(sum(r["correct"] for r in flat) / len(flat), 4),
+            "mean_length": round(sum(r["tokens"] for r in flat) / len(flat), 1),
+            "truncated": round(sum(r["finish_reason"] == "length" for r in flat) / len(flat), 4),
+            "entropy": round(sum(ents) / len(ents), 5) if ents else None,
+        }
+    return out
+
+
+def evaluate(model: str, *, adapter: str | None = None, benchmarks: list[str] | str = ("aime24", "aime25", "amc23"),
+             samples: int = 16, max_tokens: int = 3584, temperature: float = 0.6, top_p: float = 0.95, seed: int = 0,
+             output: str | Path | None = None, data: dict[str, str] | str | None = None, limit: int | None = None,
+             backend: str = "auto", overwrite: bool = False, label: str | None = None, console=None) -> dict:
+    """Evaluate `model` (+ `adapter`) on `benchmarks`; returns the eval.json content.
+
+    `adapter` takes a run folder, a checkpoint or an adapter folder. `data` maps benchmark
+    names to local copies (a single path applies to a single benchmark). Re-running with the
+    same settings and output resumes; other settings need a new output or ``overwrite``.
+    """
+    from budgetreason.benchmarks import load_problems
+    from budgetreason.models import canonical_model_id
+
+    if isinstance(benchmarks, str):
+        benchmarks = [b.strip() for b in benchmarks.split(",") if b.strip()]
+    if samples < 1 or max_tokens < 1:
+        raise BudgetError("--samples and --max-tokens must be at least 1.")
+    model = canonical_model_id(model)
+    adapter_path, run_cfg = adapter_dir(adapter)
+    if isinstance(data, str):
+        if len(benchmarks) != 1:
+            raise BudgetError("--data with several benchmarks: use name=path pairs, e.g. --data aime24=aime.jsonl.")
+        data = {benchmarks[0]: data}
+    data = data or {}
+    settings = SamplingSettings(n=samples, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
+    out_dir = Path(output or Path("evals") / f"{model.split('/')[-1]}{'-' + Path(adapter).name if adapter else ''}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wanted = {"model": model, "adapter": adapter_path, "sampling": asdict(settings), "limit": limit,
+              "label": label or (f"{model} + {Path(adapter).name}" if adapter else model)}
+    settings_file = out_dir / SETTINGS_FILE
+    if settings_file.is_file() and not overwrite:
+        have = json.loads(settings_file.read_text())
+        if {k: have.get(k) for k in ("model", "adapter", "sampling", "limit")} != \
+                {k: wanted[k] for k in ("model", "adapter", "sampling", "limit")}:
+            raise BudgetError(f"{out_dir} holds an evaluation with other settings; use another --output or --overwrite.")
+    if overwrite:
+        for f in (COMPLETIONS_FILE, EVAL_FILE):
+            if (out_dir / f).exists():
+                (out_dir / f).rename(out_dir / f"{f}.old-{int(time.time())}")
+    settings_file.write_text(json.dumps(wanted, indent=2))
+
+    comp_file = out_dir / COMPLETIONS_FILE
+    done = {(r["benchmark"], r["problem_id"]) for r in _read_completions(comp_file)
+            if True}  # a problem counts as done once all its samples are written
+    counts: dict[tuple, int] = {}
+    for r in _read_completions(comp_file):
+        counts[(r["benchmark"], r["problem_id"])] = counts.get((r["benchmark"], r["problem_id"]), 0) + 1
+    done = {key for key in done if counts.get(key, 0) >= samples}
+    generator, used_backend = None, None
+    for bench in benchmarks:
+        problems = load_problems(bench, data=data.get(bench), seed=seed, limit=limit)
+        todo = [p for p in problems if (bench, p.id) not in done]
+        if not todo:
+            continue
+        if generator is None:
+            generator, used_backend = _make_generator(model, adapter_path, backend, settings, run_cfg)
+        kept = [r for r in _read_completions(comp_file) if (r["benchmark"], r["problem_id"]) in done]
+        comp_file.write_text("".join(json.dumps(r) + "\n" for r in kept))  # drop partial problems
+        chunk = 8
+        for i in range(0, len(todo), chunk):
+            part = todo[i:i + chunk]
+            recs = score(part, generator.generate([p.prompt for p in part], settings), bench)
+            with comp_file.open("a") as f:
+                for r in recs:
+                    f.write(json.dumps(r) + "\n")
+            done.update((bench, p.id) for p in part)
+            if console is not None:
+                console.print(f"{bench}: {min(i + chunk, len(todo))}/{len(todo)} problems")
+    records = [r for r in _read_completions(comp_file) if r["benchmark"] in benchmarks]
+    result = {"label": wanted["label"], "model": model, "adapter": adapter_path, "run_config": {
+        k: run_cfg.get(k) for k in ("lora_rank", "dataset", "rewards", "loss") if k in run_cfg},
+        "backend": used_backend, "entropy_method": "exact" if used_backend in (None, "hf") else "vllm top-20 (lower bound)",
+        "protocol": {**asdict(settings), "prompt": "chat template with budgetreason.data.SYSTEM_PROMPT, zero-shot"},
+        "benchmarks": summarize(records)}
+    (out_dir / EVAL_FILE).write_text(json.dumps(result, indent=2))
+    return result

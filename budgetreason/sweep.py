@@ -1,0 +1,60 @@
+"""``budgetreason sweep``: the micro-budget paper's experiment — models × LoRA ranks, one run after another.
+
+Each run gets its own folder (``<output>/<model>-r<rank>``) and is planned for the GPU with its
+rank fixed. ``sweep.json`` lists the queue and each run's state. A killed sweep, started again
+with the same command, skips finished runs and resumes the first unfinished one from its last
+checkpoint; the sweep ends with the combined report of all runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from budgetreason.config import slug
+from budgetreason.errors import BudgetError
+
+
+def sweep(models: list[str], ranks: list[int], *, output: str | Path, dataset: str | None = None,
+          hours_each: float | None = None, max_steps_each: int | None = None, console=None, **settings) -> dict:
+    """Train every (model, rank) in turn, resumably; returns sweep.json's content with the report."""
+    from budgetreason.report import report
+    from budgetreason.train import train
+
+    if not models or not ranks:
+        raise BudgetError("sweep needs at least one model (--models) and one rank (--ranks).")
+    if hours_each is None and max_steps_each is None:
+        raise BudgetError("Give each run a budget: --hours-each H and/or --max-steps-each N.")
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    state_file = out / "sweep.json"
+    queue = [{"model": m, "rank": r, "output": str(out / f"{slug(m)}-r{r}")} for m in models for r in ranks]
+    state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+    if state and [(q["model"], q["rank"]) for q in state["queue"]] != [(q["model"], q["rank"]) for q in queue]:
+        raise BudgetError(f"{out} holds another sweep ({len(state['queue'])} runs); use another --output.")
+    state = state or {"queue": queue, "dataset": dataset, "hours_each": hours_each,
+                      "max_steps_each": max_steps_each, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+    def save() -> None:
+        tmp = state_file.with_name("sweep.json.tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(state_file)
+
+    save()
+    for item in state["queue"]:
+        if item.get("status") == "done" and (Path(item["output"]) / "summary.json").is_file():
+            continue
+        item["status"] = "running"
+        save()
+        if console is not None:
+            console.rule(f"sweep: {item['model']} rank {item['rank']}")
+        result = train(model=item["model"], dataset=dataset, lora_rank=item["rank"], budget_hours=hours_each,
+                       max_steps=max_steps_each, output=item["output"], console=console, **settings)
+        item.update(status="done", steps=result.steps, stop_reason=result.stop_reason)
+        save()
+    data = report([q["output"] for q in state["queue"]], output=out / "report")
+    state["report"] = str(out / "report" / "report.md")
+    state["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    save()
+    return state | {"report_data": data}
