@@ -152,6 +152,18 @@ def _source_rows(name_or_path: str, data_files: str | None, split: str | None, s
     raise BudgetError(f"Unknown dataset '{name_or_path}': not a recipe ({', '.join(_registry())}) and no such file.")
 
 
+def check_source(name_or_path: str, data_files: str | None = None) -> None:
+    """Fail fast (before a model loads) on a dataset that is neither a recipe, nor a file, nor a hub id."""
+    if name_or_path in _registry():
+        if data_files and not Path(data_files).expanduser().exists():
+            raise BudgetError(f"--data {data_files}: no such file or folder.")
+        return
+    path = Path(name_or_path).expanduser()
+    if path.exists() or ("/" in name_or_path and not path.suffix and not name_or_path.startswith((".", "/", "~"))):
+        return
+    raise BudgetError(f"Unknown dataset '{name_or_path}': not a recipe ({', '.join(_registry())}) and no such file.")
+
+
 def _prompt_tokens(tokenizer, messages: list[dict]) -> int:
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
     if isinstance(ids, dict) or hasattr(ids, "keys"):

@@ -91,6 +91,13 @@ def resolve(config: RunConfig) -> ResolvedRun:
         config = _user_config(config, {"model": model})
     arch = resolve_model(model)
     dataset = config.dataset or ("arith" if model == TINY_MODEL_ID else "open-rs")
+    from budgetreason.data import check_source
+
+    check_source(dataset, config.data_path)
+    if config.rewards:
+        from budgetreason.rewards import preset
+
+        preset(config.rewards)  # an unknown preset fails here, not after the model has loaded
     hours = config.budget_hours
     if config.budget_usd is not None:
         if not gpu.price_usd_hr:

@@ -45,6 +45,13 @@ def choose_backend(requested: str, gpu: GPU) -> str:
     return requested
 
 
+def quiet_progress_bars() -> None:
+    """transformers' "Loading weights" bars are noise in a CLI that prints its own progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def model_path(model_id: str) -> str:
     """Where to load weights from: the built-in tiny model's folder, or the id/path as given."""
     from budgetreason.models import TINY_MODEL_ID, tiny_model_dir

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from budgetreason.backends import Loaded, model_path
+from budgetreason.backends import Loaded, model_path, quiet_progress_bars
 from budgetreason.errors import BudgetError
 
 
@@ -16,6 +16,7 @@ def load_tokenizer(model_id: str):
     from transformers import AutoTokenizer
 
     path = model_path(model_id)
+    quiet_progress_bars()
     try:
         tok = AutoTokenizer.from_pretrained(path)
     except OSError as e:
