@@ -1,0 +1,154 @@
+"""Evaluation on local files shaped like each benchmark, exact entropy, resume, and the Table-1 comparison."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from budgetreason.benchmarks import load_problems, registry
+from budgetreason.errors import BudgetError
+from budgetreason.evaluate import evaluate, score, summarize
+from budgetreason.generation import Sample
+from tests.conftest import run_cli
+
+#: One row per benchmark in the hub dataset's own columns (REFERENCE.md), with a correct and a wrong completion.
+SHAPES = {
+    "aime24": ({"id": 60, "problem": "Find n.", "solution": "... \\boxed{204}", "answer": "204", "url": "u", "year": "2024"},
+               "<think>...</think> \\boxed{204}", "<think>...</think> \\boxed{240}"),
+    "aime25": ({"id": "I-1", "problem": "Find the sum.", "answer": "70"}, "\\boxed{070}", "\\boxed{71}"),
+    "amc23": ({"id": 3, "problem": "What is x?", "answer": "\\frac{9}{4}", "url": "u"}, "\\boxed{2.25}", "\\boxed{9/5}"),
+    "math500": ({"problem": "Simplify.", "solution": "So \\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}",
+                 "answer": "\\left( 3, \\frac{\\pi}{2} \\right)", "subject": "Precalculus", "level": 2,
+                 "unique_id": "test/precalculus/807.json"}, "\\boxed{(3, \\pi/2)}", "\\boxed{(3, \\pi)}"),
+    "minerva": ({"problem": "Compute the speed.", "solution": "The speed is $\\boxed{4.5}$ m/s.", "idx": 0},
+                "The answer is \\boxed{4.5 \\text{ m/s}}", "\\boxed{45}"),
+    "gpqa-diamond": ({"Question": "Which particle?", "Correct Answer": "Muon", "Incorrect Answer 1": "Pion",
+                      "Incorrect Answer 2": "Kaon", "Incorrect Answer 3": "Tau"}, None, None),
+}
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def test_registry_lists_the_papers_benchmarks():
+    reg = registry()
+    assert {"arith", "aime24", "aime25", "amc23", "math500", "minerva", "gpqa-diamond"} <= set(reg)
+    assert reg["math500"].hf_id == "HuggingFaceH4/MATH-500" and reg["math500"].split == "test"
+    assert reg["gpqa-diamond"].config == "gpqa_diamond"
+
+
+@pytest.mark.parametrize("name", [n for n in SHAPES if n != "gpqa-diamond"])
+def test_each_benchmarks_answer_format_is_scored(tmp_path, name):
+    row, right, wrong = SHAPES[name]
+    problems = load_problems(name, data=write_jsonl(tmp_path / "b.jsonl", [row]))
+    assert len(problems) == 1 and problems[0].prompt[-1]["content"] == row["problem"]
+    recs = score(problems, [[Sample(right, 10, None, "stop"), Sample(wrong, 10, None, "stop")]], name)
+    assert [r["correct"] for r in recs] == [True, False]
+
+
+def test_gpqa_choices_are_shuffled_with_the_seed_and_the_letter_is_scored(tmp_path):
+    row = SHAPES["gpqa-diamond"][0]
+    path = write_jsonl(tmp_path / "g.jsonl", [row] * 1)
+    p0 = load_problems("gpqa-diamond", data=path, seed=0)[0]
+    again = load_problems("gpqa-diamond", data=path, seed=0)[0]
+    assert p0.prompt == again.prompt
+    text = p0.prompt[-1]["content"]
+    assert "(A)" in text and "(D)" in text and "Muon" in text
+    letter = p0.gold
+    assert f"({letter}) Muon" in text
+    wrong = next(c for c in "ABCD" if c != letter)
+    recs = score([p0], [[Sample(f"\\boxed{{{letter}}}", 3, None, "stop"), Sample(f"The answer is ({wrong})", 3, None, "stop")]],
+                 "gpqa-diamond")
+    assert [r["correct"] for r in recs] == [True, False]
+    golds = {load_problems("gpqa-diamond", data=path, seed=s)[0].gold for s in range(12)}
+    assert len(golds) > 1  # the correct choice moves with the seed
+
+
+def test_missing_columns_and_offline_hub_are_one_line(tmp_path, monkeypatch):
+    with pytest.raises(BudgetError, match="lacks column"):
+        load_problems("aime24", data=write_jsonl(tmp_path / "x.jsonl", [{"question": "q", "final": "1"}]))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(BudgetError, match="--data"):
+        load_problems("aime24")
+
+
+def test_summary_computes_pass_at_k_from_records():
+    recs = [{"benchmark": "b", "problem_id": str(p), "sample": s, "correct": (p == 0 and s < 2), "tokens": 10,
+             "entropy": 0.5, "finish_reason": "length" if s == 0 else "stop"} for p in range(2) for s in range(8)]
+    s = summarize(recs)["b"]
+    assert s["n_problems"] == 2 and s["samples"] == 8
+    assert s["pass@1"] == pytest.approx((2 / 8) / 2)
+    assert s["pass@8"] == pytest.approx(0.5)
+    assert s["truncated"] == pytest.approx(2 / 16)
+
+
+def test_entropy_equals_a_direct_computation_from_the_logits():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from budgetreason.generation import response_entropy
+    from budgetreason.models import tiny_model_dir
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir())
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir()).eval()
+    prompt = tok.apply_chat_template([{"role": "user", "content": "What is 12 + 30?"}], add_generation_prompt=True,
+                                     tokenize=False)
+    p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    c_ids = tok("<think>\n12 + 30\nunits: 2 + 0 = 2\ntens: 1 + 3 = 4\n</think>\n\\boxed{42}",
+                add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logits = model(torch.tensor([p_ids + c_ids])).logits[0]
+    dist = torch.softmax(logits[len(p_ids) - 1: len(p_ids) - 1 + len(c_ids)].double(), -1)
+    direct = float((-(dist * dist.log()).sum(-1)).mean())
+    assert response_entropy(model, p_ids, c_ids) == pytest.approx(direct, rel=1e-5)
+
+
+def test_evaluate_resumes_and_refuses_other_settings(tmp_path):
+    out = tmp_path / "ev"
+    common = dict(benchmarks="arith", samples=2, max_tokens=48, temperature=1.0, top_p=1.0, limit=6, backend="hf")
+    first = evaluate("tiny-arith", output=out, **common)
+    lines = (out / "completions.jsonl").read_text().splitlines()
+    assert len(lines) == 12 and first["benchmarks"]["arith"]["n_problems"] == 6
+    rec = json.loads(lines[0])
+    assert {"benchmark", "problem_id", "sample", "text", "extracted", "correct", "tokens", "entropy"} <= set(rec)
+    # an interruption: the last problem's samples are lost; the rerun generates only those
+    (out / "completions.jsonl").write_text("\n".join(lines[:-2]) + "\n" + lines[-2][:20])
+    again = evaluate("tiny-arith", output=out, **common)
+    assert len((out / "completions.jsonl").read_text().splitlines()) == 12
+    assert again["benchmarks"]["arith"]["n_problems"] == 6
+    with pytest.raises(BudgetError, match="other settings"):
+        evaluate("tiny-arith", output=out, **{**common, "samples": 3})
+
+
+def test_before_and_after_training_in_one_table(tmp_path):
+    """End to end on the CPU: evaluate tiny-arith, train briefly, evaluate the adapter, compare."""
+    from budgetreason.train import train
+
+    common = ["--benchmarks", "arith", "--samples", "4", "--max-tokens", "64", "--temperature", "1.0", "--top-p", "1.0",
+              "--limit", "24", "--backend", "hf"]
+    r = run_cli("eval", "--model", "tiny-arith", "--output", str(tmp_path / "base"), *common)
+    assert r.returncode == 0, r.stderr[-2000:]
+    train(model="tiny-arith", max_steps=8, output=str(tmp_path / "run"), progress=False)
+    r = run_cli("eval", "--model", "tiny-arith", "--adapter", str(tmp_path / "run"), "--output", str(tmp_path / "final"),
+                *common)
+    assert r.returncode == 0, r.stderr[-2000:]
+    final = json.loads((tmp_path / "final" / "eval.json").read_text())
+    assert final["adapter"].endswith("adapter") and final["run_config"]["lora_rank"] == 16
+    r = run_cli("compare", str(tmp_path / "base"), str(tmp_path / "final"), "--output", str(tmp_path / "cmp"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    md = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "| tiny-arith | Baseline |" in md and "| Final |" in md and "arith @1" in md and "ΔH_rel" in md
+    table = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    assert len(table["rows"]) == 2 and table["rows"][1]["entropy_change_pct"] is not None
+    assert "arith @1" in r.stdout
+
+
+def test_eval_cli_bad_input(tmp_path):
+    r = run_cli("eval", "--model", "tiny-arith", "--benchmarks", "nope", "--output", str(tmp_path / "e"))
+    assert r.returncode == 2 and "Unknown benchmark 'nope'" in r.stderr
+    r = run_cli("eval", "--model", "tiny-arith", "--adapter", str(tmp_path), "--benchmarks", "arith")
+    assert r.returncode == 2 and "no LoRA adapter there" in r.stderr
