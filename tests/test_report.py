@@ -1,0 +1,135 @@
+"""Reports from synthetic run folders: numbers, verdicts, turning points, and the plotted data."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+import yaml
+
+from budgetreason.report import FIGURES, analyse, ema, figure, legend_labels, load_run, report, turning_point
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def make_run(tmp_path, name, series: dict, steps=100, rank=64, model="Qwen/Qwen2.5-1.5B-Instruct", val=None,
+             checkpoints=(), price=0.30):
+    d = tmp_path / name
+    d.mkdir()
+    (d / "config.yaml").write_text(yaml.safe_dump({"model": model, "dataset": "open-rs", "lora_rank": rank,
+                                                   "backend": "unsloth", "seed": 42}))
+    (d / "plan.json").write_text(json.dumps({"gpu": {"name": "NVIDIA A40", "price_usd_hr": price, "is_cuda": True},
+                                             "config": {"num_generations": 8}}))
+    rows = []
+    for i in range(steps):
+        row = {"step": i + 1, "elapsed_s": 300.0 * (i + 1), "learning_rate": 1e-6, "budget_fraction": (i + 1) / steps}
+        for key, fn in series.items():
+            row[key] = fn(i / (steps - 1))
+        if val and (i + 1) % 10 == 0:
+            row["val/accuracy"] = val((i) / (steps - 1))
+        rows.append(row)
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for c in checkpoints:
+        (d / f"checkpoint-{c}").mkdir()
+        (d / f"checkpoint-{c}" / "COMPLETE").write_text("{}")
+    return d
+
+
+rng = random.Random(0)
+
+
+def noisy(f, sd=0.02):
+    return lambda t: f(t) + rng.gauss(0, sd)
+
+
+def rising(tmp_path, name="rising", rank=256):
+    return make_run(tmp_path, name, {
+        "rewards/accuracy": noisy(lambda t: 0.2 + 0.5 * t), "rewards/format": noisy(lambda t: 0.5 + 0.5 * t),
+        "reward": noisy(lambda t: 0.3 + 0.6 * t), "completion_length": noisy(lambda t: 700 + 500 * t, 10),
+        "entropy": noisy(lambda t: 0.6 - 0.2 * t, 0.01)}, rank=rank, val=lambda t: 0.4 + 0.2 * t,
+        checkpoints=(30, 60, 90))
+
+
+def test_rising_run_is_learning_with_the_papers_numbers(tmp_path):
+    a = analyse(load_run(rising(tmp_path)))
+    assert a["verdict"] == "learning"
+    assert a["reward_last_tenth"] - a["reward_first_tenth"] > 0.3
+    assert a["entropy_change_pct"] == pytest.approx(-100 * 0.2 * 0.95 / 0.6, abs=6)  # ≈ -32%
+    assert a["length_change_pct"] > 50
+    assert a["steps"] == 100 and a["hours"] == pytest.approx(100 * 300 / 3600, rel=1e-3)
+    assert a["cost_usd"] == pytest.approx(0.30 * 100 * 300 / 3600, abs=0.01)
+    assert a["best_checkpoint"]["step"] == 100 and a["best_checkpoint"]["nearest_checkpoint"] == 90
+
+
+def test_flat_run(tmp_path):
+    d = make_run(tmp_path, "flat", {"rewards/accuracy": noisy(lambda t: 0.3), "reward": noisy(lambda t: 0.4),
+                                     "entropy": noisy(lambda t: 0.5, 0.005), "completion_length": noisy(lambda t: 800, 5)})
+    assert analyse(load_run(d))["verdict"] == "flat"
+
+
+def test_collapsing_run(tmp_path):
+    """Reward rises then falls while entropy drops: Qwen2.5-Math at rank 256 in the paper."""
+    d = make_run(tmp_path, "collapse", {
+        "rewards/accuracy": noisy(lambda t: 0.3 + 0.2 * math.sin(math.pi * min(t, 0.5)) - 0.35 * max(0, t - 0.5)),
+        "reward": noisy(lambda t: 0.4), "entropy": noisy(lambda t: 0.6 * (1 - 0.8 * t), 0.005),
+        "completion_length": noisy(lambda t: 900 - 500 * t, 5)}, val=lambda t: 0.5 - 0.3 * t)
+    a = analyse(load_run(d))
+    assert a["verdict"] == "collapsing" and a["entropy_change_pct"] < -50
+
+
+def test_turning_point_where_format_peaks(tmp_path):
+    d = make_run(tmp_path, "turn", {
+        "rewards/format": noisy(lambda t: 0.4 + 0.5 * min(t, 0.6) / 0.6 - 0.6 * max(0, t - 0.6), 0.01),
+        "rewards/accuracy": noisy(lambda t: 0.3), "completion_length": noisy(lambda t: 1000, 5)})
+    tp = turning_point(load_run(d))
+    assert tp is not None and "format" in tp["rule"] and 55 <= tp["step"] <= 75
+
+
+def test_turning_point_where_length_bottoms_out(tmp_path):
+    d = make_run(tmp_path, "len", {"rewards/format": noisy(lambda t: 0.9, 0.005),
+                                   "completion_length": noisy(lambda t: 1200 - 600 * min(t, 0.4) / 0.4 + 900 * max(0, t - 0.4), 5)})
+    tp = turning_point(load_run(d))
+    assert tp is not None and "length" in tp["rule"] and 35 <= tp["step"] <= 50
+    assert turning_point(load_run(rising(tmp_path, "r2"))) is None
+
+
+def test_ema_formula():
+    assert ema([0, 10, 10], 0.1) == [0, pytest.approx(1.0), pytest.approx(1.9)]
+
+
+def test_figures_plot_the_expected_series(tmp_path):
+    runs = [load_run(rising(tmp_path, f"r{r}", rank=r)) for r in (8, 64, 256)]
+    labels = legend_labels(runs)
+    assert labels == ["rank 8", "rank 64", "rank 256"]
+    key, title, ylabel = FIGURES["accuracy"]
+    fig = figure(runs, key, title, ylabel, labels, alpha=0.1)
+    ax = fig.axes[0]
+    lines = ax.get_lines()
+    assert len(lines) == 6  # raw + EMA per run
+    xs, ys = runs[0].series(key)
+    raw = lines[0].get_xydata()
+    assert list(raw[:, 0]) == xs and list(raw[:, 1]) == pytest.approx(ys)
+    assert list(lines[1].get_xydata()[:, 1]) == pytest.approx(ema(ys, 0.1))
+    assert ax.get_xlabel() == "optimizer step" and "(fraction correct)" in ax.get_ylabel()
+    assert [t.get_text() for t in ax.get_legend().get_texts()][:2] == ["rank 8 (raw)", "rank 8 (EMA α=0.1)"]
+
+
+def test_report_writes_pngs_markdown_and_json(tmp_path):
+    dirs = [rising(tmp_path, f"r{r}", rank=r) for r in (8, 256)]
+    data = report(dirs, output=tmp_path / "rep")
+    out = tmp_path / "rep"
+    for name in ("accuracy", "format", "reward", "length", "entropy", "validation", "lr_budget"):
+        assert (out / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
+    md = (out / "report.md").read_text()
+    assert "![accuracy](accuracy.png)" in md and "**learning**" in md and "rank 256" in md
+    js = json.loads((out / "report.json").read_text())
+    assert [r["label"] for r in js["runs"]] == ["rank 8", "rank 256"] and js == data | {"runs": js["runs"]}
+
+
+def test_report_on_a_run_that_is_still_going(tmp_path):
+    d = rising(tmp_path)
+    (d / "metrics.jsonl").write_text((d / "metrics.jsonl").read_text() + '{"step": 101, "rew')  # cut mid-write
+    a = report([d], output=tmp_path / "rep")["runs"][0]
+    assert a["steps"] == 100 and a["status"] == "running or interrupted"
