@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 DEMO_STEPS = 30
-EVAL_SAMPLES = 4
+EVAL_SAMPLES = 8
 EVAL_PROBLEMS = 100
 
 

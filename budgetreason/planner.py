@@ -125,16 +125,31 @@ class Plan:
 class _Search:
     """Holds the fixed inputs so candidate checks stay one-liners."""
 
-    def __init__(self, arch: ModelArch, gpu: GPU, hours: float, fixed: dict, headroom: float):
+    def __init__(self, arch: ModelArch, gpu: GPU, hours: float, fixed: dict, headroom: float, correction=None):
         self.arch, self.gpu, self.hours, self.fixed = arch, gpu, hours, fixed
         self.usable = gpu.vram_mib * 1024**2 * (1 - headroom)
         self.share = fixed.get("vllm_gpu_memory_utilization")
+        self.correction = correction
+        """A calibrate.Correction fitted on this GPU, or None for the model's own numbers."""
 
     def is_fixed(self, name: str) -> bool:
         return name in self.fixed
 
     def estimate(self, s: Shape) -> memory.MemoryEstimate:
-        return memory.estimate(self.arch, self.gpu, s)
+        est = memory.estimate(self.arch, self.gpu, s)
+        if self.correction is not None:
+            corrected = self.correction.memory(est.total)
+            est.terms["calibration"] = corrected - est.total
+            est.total = corrected
+            est.notes.append(f"corrected with {self.correction.points} measurements on this GPU")
+        return est
+
+    def step_time(self, s: Shape) -> timing.StepTime:
+        t = timing.step_time(self.arch, self.gpu, s)
+        if self.correction is not None:
+            r = self.correction.time_ratio
+            t = timing.StepTime(t.generate_s * r, t.train_s * r, t.overhead_s * r)
+        return t
 
     def fits(self, s: Shape) -> bool:
         return self.estimate(s).total <= self.usable
@@ -199,7 +214,7 @@ class _Search:
         return out
 
     def _enough_steps(self, s: Shape) -> bool:
-        step = timing.step_time(self.arch, self.gpu, s).total_s
+        step = self.step_time(s).total_s
         return timing.steps_in_budget(step, self.hours, s.backend) >= MIN_STEPS
 
 
@@ -273,7 +288,7 @@ def _feasible(search: _Search, s: Shape) -> bool:
 
 def plan(gpu: GPU | str = "auto", model: ModelArch | str = "Qwen/Qwen2.5-1.5B-Instruct", hours: float = 24.0, *,
          vram_gb: float | None = None, headroom: float = DEFAULT_HEADROOM, backend: str | None = None,
-         **fixed) -> Plan:
+         calibration: str | None = None, **fixed) -> Plan:
     """Plan a GRPO run: what fits `gpu` for `model` in `hours`, and why.
 
     `gpu` and `model` take catalog names (or objects); `fixed` takes the settings the user
@@ -305,7 +320,12 @@ def plan(gpu: GPU | str = "auto", model: ModelArch | str = "Qwen/Qwen2.5-1.5B-In
         raise BudgetError(f"Backend '{backend}' needs a CUDA GPU; on the CPU use --backend hf.")
     if not (gpu.is_cuda and backend in ("unsloth", "trl")) and "vllm_gpu_memory_utilization" in fixed:
         raise BudgetError("--vllm-share applies only to the unsloth and trl backends (vLLM generation).")
-    search = _Search(model, gpu, hours, fixed, headroom)
+    correction = None
+    if calibration:
+        from budgetreason.calibrate import load_correction
+
+        correction = load_correction(calibration, gpu.key)
+    search = _Search(model, gpu, hours, fixed, headroom, correction)
     warnings: list[str] = []
     reductions: list[str] = []
 
@@ -331,12 +351,15 @@ def plan(gpu: GPU | str = "auto", model: ModelArch | str = "Qwen/Qwen2.5-1.5B-In
         return _no_fit(search, target, fixed, warnings, reductions, hours)
     reductions += _describe_reductions(search, target, shape)
     warnings += _warnings(search, shape)
+    if correction is not None:
+        warnings.append(f"memory and time corrected from {correction.points} measurement(s) on this GPU: "
+                        f"total × {correction.a:.3f} {correction.b_gib:+.2f} GiB, time × {correction.time_ratio:.2f}")
     return _finish(search, shape, True, reductions, warnings, [], hours)
 
 
 def _finish(search: _Search, shape: Shape, fits: bool, reductions, warnings, suggestions, hours) -> Plan:
     est = search.estimate(shape)
-    step = timing.step_time(search.arch, search.gpu, shape)
+    step = search.step_time(shape)
     steps = timing.steps_in_budget(step.total_s, hours, shape.backend)
     if fits and steps < MIN_STEPS:
         warnings.append(f"the budget holds only about {steps} optimizer steps (at {step.total_s:.0f} s each); "

@@ -15,6 +15,7 @@ TERM_LABELS = {
     "lora_grads": "LoRA gradients", "optimizer_states": "optimizer states", "activations": "activations",
     "logits": "log-prob working set", "vllm_weights": "vLLM weight copy", "kv_cache": "KV cache",
     "vllm_activations": "vLLM profile peak", "cuda_graphs": "CUDA graphs", "fragmentation": "fragmentation",
+    "calibration": "calibration correction",
 }
 
 
@@ -51,16 +52,16 @@ def plan_view(plan) -> Group:
     total = d["memory_gib"]["total"] or 1.0
     for key, label in TERM_LABELS.items():
         v = d["memory_gib"].get(key, 0.0)
-        if v <= 0:
+        if v == 0 or (v < 0 and key != "calibration"):
             continue
-        mem.add_row(label, f"{v:.2f}", "█" * max(1, round(30 * v / total)))
+        mem.add_row(label, f"{v:.2f}", "█" * max(1, round(30 * abs(v) / total)))
     mem.add_row(Text("total (peak, " + d["peak_phase"] + ")", style="bold"),
                 Text(f"{d['memory_gib']['total']:.2f}", style="bold"), "")
     mem.add_row("usable", f"{d['memory_gib']['usable']:.2f}",
                 f"{d['memory_gib']['available']:.1f} GiB less {plan.headroom:.0%} headroom")
 
     t = d["est_step_breakdown"]
-    cost = "" if d["est_cost_usd"] is None else f", about ${d['est_cost_usd']:.2f}"
+    cost = "" if not d["est_cost_usd"] else f", about ${d['est_cost_usd']:.2f}"
     time_line = Text(f"≈ {t['total_s']:.0f} s per step (generate {t['generate_s']:.0f}, train {t['train_s']:.0f}, "
                      f"other {t['overhead_s']:.0f}) → about {d['est_steps']} steps in {plan.hours:g} h{cost}")
     parts = [cfg, mem, time_line]
@@ -109,4 +110,35 @@ def eval_table(result: dict) -> Table:
         ent = "" if b["entropy"] is None else f"{b['entropy']:.3f}"
         t.add_row(name, str(b["n_problems"]), *[f"{100 * b[k]:.1f}" for k in ks], f"{100 * b['mean_accuracy']:.1f}",
                   f"{b['mean_length']:.0f}", f"{100 * b['truncated']:.0f}%", ent)
+    return t
+
+
+def calibration_table(data: dict) -> Table:
+    t = Table(title=f"Calibration ({data['date']}): predicted vs measured")
+    for col in ("model", "rank", "k", "completion", "backend", "pred. GiB", "meas. GiB", "error", "pred. s/step",
+                "meas. s/step", "error"):
+        t.add_column(col, justify="left" if col in ("model", "backend") else "right")
+    for r in data["records"]:
+        s = r["spec"]
+        t.add_row(s["model"], str(s["rank"]), str(s["k"]), str(s["completion"]), r["backend"],
+                  f"{r['predicted']['total_gib']:.2f}", f"{r['measured']['peak_gib']:.2f}", f"{r['memory_error_pct']:+.1f}%",
+                  f"{r['predicted']['step_seconds']:.1f}", f"{r['measured']['step_seconds']:.1f}", f"{r['time_error_pct']:+.1f}%")
+    for f in data.get("failures", []):
+        s = f["spec"]
+        t.add_row(s["model"], str(s["rank"]), str(s["k"]), str(s["completion"]), "failed", "", "", "", "", "", f["error"][:40])
+    return t
+
+
+def bench_table(data: dict) -> Table:
+    t = Table(title=f"bench: {data['spec']['model']}, k={data['spec']['k']}, completion {data['spec']['completion']}")
+    for col in ("variant", "generation", "s/step", "generated tok/s", "trained tok/s", "peak GiB"):
+        t.add_column(col, justify="left" if col in ("variant", "generation") else "right")
+    for r in data["results"].values():
+        if "error" in r:
+            t.add_row(r["variant"], "failed: " + r["error"][:60], "", "", "", "")
+            continue
+        t.add_row(r["variant"], r["generation"], f"{r['step_seconds']:.2f}", f"{r['generated_tokens_per_s']:.0f}",
+                  f"{r['trained_tokens_per_s']:.0f}", "" if r["peak_gib"] is None else f"{r['peak_gib']:.2f}")
+    if data["ratios"]:
+        t.caption = ", ".join(f"{k}: {v}×" for k, v in data["ratios"].items())
     return t

@@ -38,7 +38,7 @@ def main_callback(
 
 
 def _register() -> None:
-    from cli import catalogs, evaluation, misc, plan, reporting, train
+    from cli import catalogs, evaluation, gpu, misc, plan, reporting, train
 
     app.command("demo")(misc.demo_cmd)
     app.command("plan")(plan.plan_cmd)
@@ -52,6 +52,8 @@ def _register() -> None:
     app.command("gpus")(catalogs.gpus_cmd)
     app.command("models")(catalogs.models_cmd)
     app.command("versions")(catalogs.versions_cmd)
+    app.command("calibrate")(gpu.calibrate_cmd)
+    app.command("bench")(gpu.bench_cmd)
 
 
 _register()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 import typer
 
@@ -17,13 +18,15 @@ def plan_cmd(
     grad_accum: GradAccumOpt = None, max_prompt: MaxPromptOpt = None, max_completion: MaxCompletionOpt = None,
     load_in_4bit: FourBitOpt = None, vllm_share: VllmShareOpt = None, standby: StandbyOpt = None,
     targets: TargetsOpt = None, headroom: HeadroomOpt = 0.10, backend: BackendOpt = None, as_json: JsonOpt = False,
+    calibration: Annotated[str | None, typer.Option("--calibration", help="calibration.json from `budgetreason calibrate`.")] = None,
 ) -> None:
     """Plan a GRPO run: the configuration that fits, memory term by term, time and cost."""
     from budgetreason.planner import plan
 
     if hours is None:
         hours = 24.0
-    p = plan(gpu, model, hours, vram_gb=vram_gb, headroom=headroom, backend=backend, lora_rank=rank,
+    p = plan(gpu, model, hours, vram_gb=vram_gb, headroom=headroom, backend=backend, calibration=calibration,
+             lora_rank=rank,
              lora_alpha=alpha, num_generations=k, per_device_train_batch_size=batch,
              gradient_accumulation_steps=grad_accum, max_prompt_length=max_prompt,
              max_completion_length=max_completion, load_in_4bit=load_in_4bit,

@@ -67,7 +67,18 @@ def test_versions_command_passes_on_this_install():
     assert "ok: the core matrix holds" in r.stdout
 
 
-@pytest.mark.parametrize("args", [["--help"], ["plan", "--gpu", "a40", "--json"], ["gpus"], ["models"]])
+COMMANDS = ["demo", "plan", "train", "eval", "compare", "report", "sweep", "recipes", "benchmarks", "gpus", "models",
+            "versions", "calibrate", "bench"]
+
+
+def test_every_command_is_registered():
+    from cli.main import app
+
+    assert {c.name for c in app.registered_commands} == set(COMMANDS)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["plan", "--gpu", "a40", "--json"], ["gpus"], ["models"], ["recipes"],
+                                  ["benchmarks"]] + [[c, "--help"] for c in COMMANDS])
 def test_startup_imports_no_heavy_library(args):
     """`python -X importtime` lists every module imported; none of the heavy ones may appear."""
     r = subprocess.run([sys.executable, "-X", "importtime", "-m", "cli.main", *args], capture_output=True, text=True,

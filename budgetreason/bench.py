@@ -1,0 +1,157 @@
+"""``budgetreason bench``: budgetreason's GPU path against plain TRL + PEFT on the same model, data and settings.
+
+Variant ``budgetreason`` is ``budgetreason.train`` as users run it (Unsloth with its colocated
+vLLM on a GPU). Variant ``plain`` is TRL's GRPOTrainer with a PEFT LoRA config and TRL's own
+colocated vLLM where vLLM is installed (else transformers generation) — the set-up most
+GRPO-on-LoRA scripts use. Both get the same random-weight architecture, synthetic prompts,
+completion length (forced), k, LoRA rank, micro-batch and accumulation (the plain run copies
+budgetreason's plan). Each variant runs in its own subprocess, one after the other, within
+one command. Reported: seconds per step (median after the first), generated and trained
+tokens per second, peak memory, and the ratios.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from budgetreason.calibrate import GIB, Spec, _PeakSampler, _rss_gib, measure
+
+VARIANTS = ("budgetreason", "plain")
+
+
+def _plain(spec: Spec, shape: dict, workdir: Path) -> dict:
+    """Plain TRL + PEFT with the same shape; no budgetreason code on the training path."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+    from budgetreason.backends import installed
+    from budgetreason.compat import ensure_logprob_head
+    from budgetreason.models import resolve_model
+    from budgetreason.synthetic import random_reward, save_random_model, write_prompts
+
+    ensure_logprob_head()  # only installs a fallback where Triton is missing (CPU)
+    from trl import GRPOConfig, GRPOTrainer
+
+    cuda = torch.cuda.is_available()
+    arch = resolve_model(spec.model)
+    folder = save_random_model(arch, workdir / "model", dtype="bfloat16" if cuda else "float32")
+    rows = [json.loads(x) for x in write_prompts(workdir / "d.jsonl", 64, spec.prompt, arch.vocab_size).read_text().splitlines()]
+    ds = Dataset.from_list([{"prompt": [{"role": "user", "content": r["problem"]}]} for r in rows])
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16 if cuda else torch.float32)
+    use_vllm = cuda and installed("vllm")
+    args = GRPOConfig(
+        output_dir=str(workdir / "plain"), per_device_train_batch_size=shape["per_device_train_batch_size"],
+        gradient_accumulation_steps=shape["gradient_accumulation_steps"], num_generations=spec.k,
+        max_completion_length=spec.completion, max_steps=spec.steps, learning_rate=1e-6, logging_steps=1,
+        save_strategy="no", report_to=[], bf16=cuda, use_cpu=not cuda, gradient_checkpointing=cuda,
+        use_vllm=use_vllm, vllm_mode="colocate", vllm_gpu_memory_utilization=shape.get("vllm_gpu_memory_utilization") or 0.3,
+        generation_kwargs={"min_tokens": spec.completion} if use_vllm else {"min_new_tokens": spec.completion},
+        loss_type="grpo", beta=0.0, disable_tqdm=True)
+    times: list[float] = []
+
+    class Timer(TrainerCallback):
+        def on_step_begin(self, *a, **k):
+            self.t0 = time.monotonic()
+
+        def on_step_end(self, *a, **k):
+            times.append(time.monotonic() - self.t0)
+
+    logs: list[dict] = []
+
+    class Logs(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **k):
+            if logs and "reward" in logs:
+                records.append(dict(logs))
+
+    records = logs
+    trainer = GRPOTrainer(model=model, reward_funcs=[random_reward], args=args, train_dataset=ds, processing_class=tok,
+                          peft_config=LoraConfig(r=spec.rank, lora_alpha=shape["lora_alpha"],
+                                                 target_modules=shape["lora_target_modules"], task_type="CAUSAL_LM"),
+                          callbacks=[Timer(), Logs()])
+    rss0 = _rss_gib()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    with _PeakSampler() as sampler:
+        trainer.train()
+    steps = times[1:] or times
+    return {"step_seconds": statistics.median(steps),
+            "completion_length": statistics.mean(x.get("completions/mean_length", 0) for x in logs) if logs else None,
+            "peak_gib": (sampler.peak_mib / 1024 if sampler.peak_mib else None)
+            or (torch.cuda.max_memory_reserved() / GIB if cuda else _rss_gib() - rss0),
+            "generation": "vllm colocate" if use_vllm else "transformers"}
+
+
+def _summarize(variant: str, spec: Spec, shape: dict, raw: dict) -> dict:
+    g = shape["per_device_train_batch_size"] * shape["gradient_accumulation_steps"]
+    comp = raw.get("completion_length") or spec.completion
+    step = raw["step_seconds"]
+    return {"variant": variant, "step_seconds": round(step, 3), "generated_tokens_per_s": round(g * comp / step, 1),
+            "trained_tokens_per_s": round(g * (spec.prompt + comp) / step, 1),
+            "peak_gib": None if raw.get("peak_gib") is None else round(raw["peak_gib"], 3),
+            "generation": raw.get("generation", ""), "completions_per_step": g}
+
+
+def bench(spec: Spec, output: str | Path = "bench.json", console=None, timeout_s: int = 1800) -> dict:
+    """Run both variants (each in a fresh subprocess) and write `output` with the ratios."""
+    from budgetreason import versions
+
+    results: dict[str, dict] = {}
+    shape = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for variant in VARIANTS:
+            spec_file, out_file = Path(tmp) / f"{variant}.json", Path(tmp) / f"{variant}-out.json"
+            spec_file.write_text(json.dumps({"spec": spec.__dict__, "shape": shape}))
+            work = Path(tmp) / variant
+            work.mkdir()
+            proc = subprocess.run([sys.executable, "-m", "budgetreason.bench", variant, str(spec_file), str(out_file),
+                                   str(work)], capture_output=True, text=True, timeout=timeout_s)
+            if proc.returncode != 0 or not out_file.is_file():
+                tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+                results[variant] = {"variant": variant, "error": tail[0][:300]}
+                if console is not None:
+                    console.print(f"[red]{variant}: failed: {tail[0][:200]}[/]")
+                continue
+            out = json.loads(out_file.read_text())
+            shape = shape or out.get("shape")
+            results[variant] = out["result"]
+    ours, plain = results.get("budgetreason", {}), results.get("plain", {})
+    ratios = {}
+    if "step_seconds" in ours and "step_seconds" in plain:
+        ratios = {"speedup_step": round(plain["step_seconds"] / ours["step_seconds"], 2),
+                  "generated_tokens_per_s": round(ours["generated_tokens_per_s"] / plain["generated_tokens_per_s"], 2),
+                  "trained_tokens_per_s": round(ours["trained_tokens_per_s"] / plain["trained_tokens_per_s"], 2)}
+        if ours.get("peak_gib") and plain.get("peak_gib"):
+            ratios["memory"] = round(ours["peak_gib"] / plain["peak_gib"], 2)
+    data = {"date": time.strftime("%Y-%m-%d"), "spec": spec.__dict__, "shape": shape, "results": results,
+            "ratios": ratios, "versions": {n: versions.installed(n) for n in ("torch", "trl", "peft", "unsloth", "vllm")}}
+    Path(output).write_text(json.dumps(data, indent=2))
+    return data
+
+
+def _main() -> None:
+    variant, spec_file, out_file, workdir = sys.argv[1:5]
+    payload = json.loads(Path(spec_file).read_text())
+    spec, shape = Spec(**payload["spec"]), payload["shape"]
+    if variant == "budgetreason":
+        rec = measure(spec, Path(workdir))
+        shape = dict(rec["config"])
+        raw = {"step_seconds": rec["measured"]["step_seconds"], "completion_length": rec["measured"]["completion_length"],
+               "peak_gib": rec["measured"]["peak_gib"], "generation": rec["backend"]}
+    else:
+        if shape is None:
+            raise SystemExit("the plain variant needs budgetreason's shape; run the budgetreason variant first")
+        raw = _plain(spec, shape, Path(workdir))
+    Path(out_file).write_text(json.dumps({"shape": shape, "result": _summarize(variant, spec, shape, raw)}))
+
+
+if __name__ == "__main__":
+    _main()

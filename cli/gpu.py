@@ -1,0 +1,58 @@
+"""``budgetreason calibrate`` and ``bench``: measure the GPU path on this machine."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def _ints(s: str) -> list[int]:
+    return [int(x) for x in s.split(",") if x.strip()]
+
+
+def calibrate_cmd(
+    models: Annotated[str, typer.Option("--models", help="Comma list of catalog architectures (random weights).")] = "Qwen/Qwen2.5-1.5B-Instruct",
+    ranks: Annotated[str, typer.Option("--ranks")] = "8,64,256",
+    ks: Annotated[str, typer.Option("--ks", help="Group sizes k.")] = "8",
+    completions: Annotated[str, typer.Option("--completions", help="Completion lengths in tokens.")] = "512,3584",
+    steps: Annotated[int, typer.Option("--steps", help="GRPO steps per configuration.")] = 3,
+    backend: Annotated[str, typer.Option("--backend")] = "auto",
+    gpu: Annotated[str, typer.Option("--gpu")] = "auto",
+    output: Annotated[str, typer.Option("--output", "-o")] = "calibration.json",
+) -> None:
+    """Measure peak memory and step time per configuration; print predicted vs measured with the error."""
+    from rich.console import Console
+
+    from budgetreason.calibrate import calibrate, grid
+    from budgetreason.views import calibration_table
+
+    specs = grid([m.strip() for m in models.split(",")], _ints(ranks), _ints(ks), _ints(completions), steps=steps,
+                 backend=backend, gpu=gpu)
+    data = calibrate(specs, output, console=Console(stderr=True))
+    Console().print(calibration_table(data))
+    if data["failures"]:
+        raise typer.Exit(1)
+
+
+def bench_cmd(
+    model: Annotated[str, typer.Option("--model", "-m")] = "Qwen/Qwen2.5-1.5B-Instruct",
+    k: Annotated[int, typer.Option("--k")] = 8,
+    completion: Annotated[int, typer.Option("--completion", help="Forced completion length in tokens.")] = 1024,
+    rank: Annotated[int, typer.Option("--rank")] = 64,
+    steps: Annotated[int, typer.Option("--steps")] = 3,
+    gpu: Annotated[str, typer.Option("--gpu")] = "auto",
+    output: Annotated[str, typer.Option("--output", "-o")] = "bench.json",
+) -> None:
+    """budgetreason's path vs plain TRL + PEFT: seconds per step, tokens per second, peak memory, ratios."""
+    from rich.console import Console
+
+    from budgetreason.bench import bench
+    from budgetreason.calibrate import Spec
+    from budgetreason.views import bench_table
+
+    data = bench(Spec(model=model, rank=rank, k=k, completion=completion, steps=steps, gpu=gpu), output,
+                 console=Console(stderr=True))
+    Console().print(bench_table(data))
+    if any("error" in r for r in data["results"].values()):
+        raise typer.Exit(1)
