@@ -18,6 +18,14 @@ __version__ = "0.1.0"
 _LAZY = {
     "plan": ("budgetreason.planner", "plan"),
     "Plan": ("budgetreason.planner", "Plan"),
+    "RunConfig": ("budgetreason.config", "RunConfig"),
+    "train": ("budgetreason.train", "train"),
+    "evaluate": ("budgetreason.evaluate", "evaluate"),
+    "compare": ("budgetreason.compare", "compare"),
+    "report": ("budgetreason.report", "report"),
+    "sweep": ("budgetreason.sweep", "sweep"),
+    "demo": ("budgetreason.demo", "demo"),
+    "detect_local_gpu": ("budgetreason.hardware", "detect_local_gpu"),
     "BudgetError": ("budgetreason.errors", "BudgetError"),
 }
 
