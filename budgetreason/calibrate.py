@@ -97,7 +97,7 @@ def measure(spec: Spec, workdir: Path) -> dict:
 
     from budgetreason.models import resolve_model
     from budgetreason.synthetic import save_random_model, write_prompts
-    from budgetreason.train import train
+    from budgetreason.training import train
 
     cuda = torch.cuda.is_available()
     arch = resolve_model(spec.model)

@@ -83,7 +83,7 @@ class ValidationCallback(TrainerCallback):
         return HFGenerator(model, self.tok, batch_prompts=16, exact_entropy=False)
 
     def validate(self, model) -> dict:
-        from budgetreason.evaluate import score, summarize
+        from budgetreason.evaluation import score, summarize
 
         samples = self._engine(model).generate([p.prompt for p in self.problems], self.settings)
         s = summarize(score(self.problems, samples, self.cfg.val_benchmark))[self.cfg.val_benchmark]

@@ -30,7 +30,7 @@ def eval_cmd(
     """Sample completions and score pass@k, length and entropy; resumes an interrupted evaluation."""
     from rich.console import Console
 
-    from budgetreason.evaluate import evaluate, parse_data_option
+    from budgetreason.evaluation import evaluate, parse_data_option
 
     console = Console(stderr=True)
     result = evaluate(model, adapter=adapter, benchmarks=benchmarks, samples=samples, max_tokens=max_tokens,
@@ -51,7 +51,7 @@ def compare_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Baseline vs. final in the micro-budget paper's Table 1 layout, with ΔH_rel."""
-    from budgetreason.compare import compare, to_rich
+    from budgetreason.comparison import compare, to_rich
 
     table = compare(evals, output=output)
     if as_json:

@@ -43,6 +43,6 @@ def demo_cmd(
     steps: Annotated[int, typer.Option("--steps", help="GRPO steps.")] = 30,
 ) -> None:
     """The whole pipeline on the built-in tiny model, no GPU needed: plan, train, evaluate, report."""
-    from budgetreason.demo import demo
+    from budgetreason.demonstration import demo
 
     demo(output=output, seed=seed, steps=steps)

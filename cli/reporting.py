@@ -13,7 +13,7 @@ def report_cmd(
     ema: Annotated[float, typer.Option("--ema", help="EMA smoothing factor α.")] = 0.1,
 ) -> None:
     """Training curves, entropy and length changes, turning point and a verdict per run."""
-    from budgetreason.report import report
+    from budgetreason.reporting import report
 
     data = report(runs, output=output, alpha=ema)
     for a in data["runs"]:
@@ -39,7 +39,7 @@ def sweep_cmd(
     """The rank sweep (models × ranks), one run after another; re-run to resume; ends with the combined report."""
     from rich.console import Console
 
-    from budgetreason.sweep import sweep
+    from budgetreason.sweeps import sweep
 
     settings = {k_: v for k_, v in dict(gpu=gpu, seed=seed, num_generations=k, max_completion_length=max_completion,
                                         val_every=val_every, progress=False if no_progress else None).items()

@@ -44,7 +44,7 @@ def train_cmd(
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar (logs only).")] = False,
 ) -> None:
     """Train with GRPO on LoRA until the budget or --max-steps ends; re-run the same command to resume."""
-    from budgetreason.train import train, train_overrides_from_folder
+    from budgetreason.training import train, train_overrides_from_folder
 
     base = config
     if resume:

@@ -90,7 +90,7 @@ def test_gpu_calibration_of_a_small_architecture(tmp_path):
 def test_gpu_unsloth_backend_trains_and_saves_an_adapter(tmp_path):
     from budgetreason.models import resolve_model
     from budgetreason.synthetic import save_random_model, write_prompts
-    from budgetreason.train import train
+    from budgetreason.training import train
 
     arch = resolve_model("Qwen/Qwen2.5-0.5B-Instruct")
     folder = save_random_model(arch, tmp_path / "m")

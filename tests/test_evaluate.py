@@ -9,7 +9,7 @@ import torch
 
 from budgetreason.benchmarks import load_problems, registry
 from budgetreason.errors import BudgetError
-from budgetreason.evaluate import evaluate, score, summarize
+from budgetreason.evaluation import evaluate, score, summarize
 from budgetreason.generation import Sample
 from tests.conftest import run_cli
 
@@ -126,7 +126,7 @@ def test_evaluate_resumes_and_refuses_other_settings(tmp_path):
 
 def test_before_and_after_training_in_one_table(tmp_path):
     """End to end on the CPU: evaluate tiny-arith, train briefly, evaluate the adapter, compare."""
-    from budgetreason.train import train
+    from budgetreason.training import train
 
     common = ["--benchmarks", "arith", "--samples", "4", "--max-tokens", "64", "--temperature", "1.0", "--top-p", "1.0",
               "--limit", "24", "--backend", "hf"]

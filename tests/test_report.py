@@ -9,7 +9,7 @@ import random
 import pytest
 import yaml
 
-from budgetreason.report import FIGURES, analyse, ema, figure, legend_labels, load_run, report, turning_point
+from budgetreason.reporting import FIGURES, analyse, ema, figure, legend_labels, load_run, report, turning_point
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

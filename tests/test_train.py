@@ -108,7 +108,7 @@ def test_saved_adapter_gives_the_trained_log_probs(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
     from budgetreason.models import tiny_model_dir
-    from budgetreason.train import train
+    from budgetreason.training import train
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir())
     ids = tok("<think>\n23 + 58\nunits: 3 + 8 = 11\ntens: 2 + 5 + 1 = 8\n</think>\n\\boxed{81}", return_tensors="pt")
@@ -172,7 +172,7 @@ def test_bad_yaml_config_is_one_line(tmp_path):
 def test_out_of_memory_is_retried_from_the_checkpoint_with_a_smaller_batch(tmp_path):
     from transformers import TrainerCallback
 
-    from budgetreason.train import train
+    from budgetreason.training import train
 
     class OOMOnce(TrainerCallback):
         fired = False
@@ -212,7 +212,7 @@ def test_ctrl_c_saves_a_checkpoint(tmp_path):
 
 def test_budget_usd_converts_with_the_gpu_price():
     from budgetreason.config import RunConfig
-    from budgetreason.train import resolve
+    from budgetreason.training import resolve
 
     with pytest.raises(BudgetError, match="--hours or --budget-usd"):
         RunConfig(budget_hours=1, budget_usd=1)

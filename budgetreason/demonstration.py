@@ -20,10 +20,10 @@ def demo(output: str | Path = "runs/demo", seed: int = 0, steps: int = DEMO_STEP
     """Run the demo into `output`; returns before/after scores and the reward's first and last fifth."""
     from rich.console import Console
 
-    from budgetreason.compare import compare, to_rich
-    from budgetreason.evaluate import evaluate
+    from budgetreason.comparison import compare, to_rich
+    from budgetreason.evaluation import evaluate
     from budgetreason.planner import plan
-    from budgetreason.train import train
+    from budgetreason.training import train
     from budgetreason.views import plan_view
 
     console = console or Console()
@@ -57,7 +57,7 @@ def demo(output: str | Path = "runs/demo", seed: int = 0, steps: int = DEMO_STEP
         "run": str(run_dir),
     }
     try:
-        from budgetreason.report import report
+        from budgetreason.reporting import report
 
         report([run_dir], output=out / "report")
         summary["report"] = str(out / "report" / "report.md")

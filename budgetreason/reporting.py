@@ -282,7 +282,7 @@ def to_markdown(data: dict) -> str:
             f"{_fmt(a['length_change_pct'])} | {best} | "
             f"{'' if not tp else tp['step']} | **{a['verdict']}** |")
     lines += ["", "Reward: the accuracy reward where logged, else the total. ΔH_rel and length: last tenth of "
-              "training against the first, in percent. Verdict and turning-point rules: budgetreason/report.py.", ""]
+              "training against the first, in percent. Verdict and turning-point rules: budgetreason/reporting.py.", ""]
     for name, path in data["figures"].items():
         lines += [f"![{name}]({path})", ""]
     return "\n".join(lines)

@@ -19,8 +19,8 @@ from budgetreason.errors import BudgetError
 def sweep(models: list[str], ranks: list[int], *, output: str | Path, dataset: str | None = None,
           hours_each: float | None = None, max_steps_each: int | None = None, console=None, **settings) -> dict:
     """Train every (model, rank) in turn, resumably; returns sweep.json's content with the report."""
-    from budgetreason.report import report
-    from budgetreason.train import train
+    from budgetreason.reporting import report
+    from budgetreason.training import train
 
     if not models or not ranks:
         raise BudgetError("sweep needs at least one model (--models) and one rank (--ranks).")
