@@ -63,19 +63,15 @@ def _rows(b: Benchmark, data: str | None, seed: int) -> list[dict]:
         from budgetreason.arith import make_problems
 
         return [p.to_row() for p in make_problems(b.size, seed=seed, heldout=True)]
-    import datasets
-
     if data:
-        path = Path(data)
+        from budgetreason.data import read_local
+
+        path = Path(data).expanduser()
         if not path.exists():
             raise BudgetError(f"--data {data}: no such file or folder.")
-        kind = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(path.suffix)
-        if kind is None and path.is_dir():
-            ds = datasets.load_from_disk(str(path))
-            return list(ds[b.split] if isinstance(ds, datasets.DatasetDict) else ds)
-        if kind is None:
-            raise BudgetError(f"--data {data}: use a .jsonl, .json, .parquet or .csv file, or a saved dataset folder.")
-        return list(datasets.load_dataset(kind, data_files=str(path), split="train"))
+        return read_local(path, split=b.split)
+    import datasets
+
     try:
         return list(datasets.load_dataset(b.hf_id, b.config, split=b.split))
     except Exception as e:

@@ -92,7 +92,8 @@ def get_recipe(name: str) -> Recipe:
     return reg[name]
 
 
-def _read_local(path: Path) -> list[dict]:
+def read_local(path: Path, split: str | None = None) -> list[dict]:
+    """Rows of a local .jsonl/.json/.parquet/.csv file or a ``save_to_disk`` folder (its `split`, else train)."""
     import datasets
 
     if path.is_dir():
@@ -101,7 +102,7 @@ def _read_local(path: Path) -> list[dict]:
         except Exception:
             raise BudgetError(f"{path} is a folder but not a saved dataset; pass a .jsonl, .json, .parquet or .csv file.") from None
         if isinstance(ds, datasets.DatasetDict):
-            ds = ds["train"] if "train" in ds else next(iter(ds.values()))
+            ds = ds[split] if split in ds else (ds["train"] if "train" in ds else next(iter(ds.values())))
         return list(ds)
     kind = LOCAL_FORMATS.get(path.suffix.lower())
     if kind is None:
@@ -135,11 +136,11 @@ def _source_rows(name_or_path: str, data_files: str | None, split: str | None, s
             path = Path(data_files).expanduser()
             if not path.exists():
                 raise BudgetError(f"--data {data_files}: no such file or folder.")
-            return _read_local(path), f"{recipe.name} ({path})", recipe.problem_column, recipe.answer_column
+            return read_local(path), f"{recipe.name} ({path})", recipe.problem_column, recipe.answer_column
         return _read_hub(recipe, split), recipe.name, recipe.problem_column, recipe.answer_column
     path = Path(name_or_path).expanduser()
     if path.exists():
-        return _read_local(path), str(path), None, None
+        return read_local(path), str(path), None, None
     if "/" in name_or_path and not path.suffix:
         import datasets
 

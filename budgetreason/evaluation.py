@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
@@ -205,12 +206,9 @@ def evaluate(model: str, *, adapter: str | None = None, benchmarks: list[str] | 
     settings_file.write_text(json.dumps(wanted, indent=2))
 
     comp_file = out_dir / COMPLETIONS_FILE
-    done = {(r["benchmark"], r["problem_id"]) for r in _read_completions(comp_file)
-            if True}  # a problem counts as done once all its samples are written
-    counts: dict[tuple, int] = {}
-    for r in _read_completions(comp_file):
-        counts[(r["benchmark"], r["problem_id"])] = counts.get((r["benchmark"], r["problem_id"]), 0) + 1
-    done = {key for key in done if counts.get(key, 0) >= samples}
+    # A problem counts as done once all its samples are written; a partial one is generated again.
+    counts = Counter((r["benchmark"], r["problem_id"]) for r in _read_completions(comp_file))
+    done = {key for key, n in counts.items() if n >= samples}
     generator, used_backend = None, None
     for bench in benchmarks:
         problems = load_problems(bench, data=data.get(bench), seed=seed, limit=limit)

@@ -1,56 +1,92 @@
 """Bounded, sandboxed answer checking on top of Math-Verify.
 
-Model output is untrusted text. Three rules keep it harmless and cheap:
+Model output is untrusted text. Four rules keep checking it harmless and cheap:
 
-1. Nothing here evaluates model text as Python. Answers are cut out with bounded regular
-   expressions and handed to Math-Verify, whose LaTeX parser builds SymPy objects from a
-   grammar and whose plain-expression parser only accepts digits and arithmetic operators
-   (checked by tests with code-injection payloads).
-2. Input is bounded before parsing: only the final region (after ``</think>``, last 20 kB)
-   is searched, and an extracted answer longer than 1000 characters is not judged.
-3. Every comparison that needs SymPy runs in a pool of worker processes with a wall-clock
-   deadline (default 5 s). Math-Verify's own ``signal.alarm`` timeouts work only in a main
-   thread and cannot interrupt a long C-level computation (``9^{9^{9^{9}}}``); a worker
-   that overruns is killed and replaced, costing that one completion, never the run. Rewards
-   may therefore be called from any thread (TRL runs ``async`` rewards off the main thread).
+1. **Nothing evaluates model text as Python.** Answers are cut out with bounded regular
+   expressions and handed to Math-Verify. Its LaTeX parser builds SymPy objects from a grammar;
+   its plain-expression parser (``ExprExtractionConfig``) does call SymPy's ``parse_expr``, which
+   *does* ``eval`` its input (``parse_expr("__import__('os').system(...)")`` runs the command), but
+   Math-Verify only hands it text matched by ``[\\d.\\s+\\-*×/^()÷]``: digits and operators, no
+   names. The safety tests feed code payloads through every path and check that the file they
+   would create never appears.
+2. **Input is bounded before parsing.** Only the end of a completion is searched (what follows
+   the last ``</think>``, at most :data:`TAIL_CHARS`), and an answer longer than
+   :data:`MAX_ANSWER_CHARS` is judged wrong without parsing.
+3. **Time is bounded per completion, in every thread.** Whatever needs SymPy runs in a pool of
+   verifier subprocesses. Inside a worker an interval timer stops a check at ``timeout_s``; the
+   parent also holds a wall-clock deadline (``timeout_s`` + :data:`GRACE_S`) and kills and
+   replaces a worker that misses it, which covers C-level work no signal can interrupt
+   (``\\operatorname{zeros}(8000,8000)`` ran 4 s past a 1 s ``signal`` alarm here). Math-Verify's
+   own ``signal.alarm`` timeouts work only in a main thread, and TRL runs ``async`` rewards, and
+   its async GRPO loop runs every reward, off the main thread.
+4. **Memory is bounded per worker** (``RLIMIT_AS``, :data:`WORKER_MEMORY_MB`), so
+   ``\\operatorname{zeros}(30000,30000)`` (7 GB) fails inside the worker instead of inviting the
+   OOM killer to the trainer.
+
+Why subprocesses and not ``multiprocessing.Pool``: one hung task cannot be killed without breaking
+a ``Pool`` or ``ProcessPoolExecutor``; spawned children re-import ``__main__`` (training scripts
+without a ``__main__`` guard would re-run); and daemonic processes (TRL's async rollout child,
+DataLoader workers) may not start ``multiprocessing`` children at all. A worker here is a fresh
+interpreter (as with the ``spawn`` context) talking JSON lines over pipes.
 
 Public API: :func:`extract_answer`, :func:`extract_choice`, :func:`answers_match`,
-:func:`score_batch`.
+:func:`score_batch`, :func:`shutdown`.
 """
 
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 
 DEFAULT_TIMEOUT_S = 5.0
-#: Only this much of a completion's end is searched for the final answer.
+#: Extra wall-clock time the parent allows a worker past ``timeout_s`` before killing it (pipes, load).
+GRACE_S = 1.0
+#: How long a fresh worker may take to import SymPy and Math-Verify before it counts as failed.
+STARTUP_TIMEOUT_S = 60.0
+#: Address-space cap of a verifier worker (a Math-Verify worker needs about 100 MB).
+WORKER_MEMORY_MB = 2048
+#: Only this many characters at the end of a completion are searched for the final answer.
 TAIL_CHARS = 20_000
-#: An extracted answer longer than this is not judged (scores 0).
+#: An extracted answer longer than this is judged wrong without parsing.
 MAX_ANSWER_CHARS = 1_000
+#: Verdicts remembered per process, keyed by (gold, answer): GRPO groups repeat answers.
+CACHE_SIZE = 8_192
+
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*")
-_STATED = re.compile(
-    r"(?:final answer|the answer|answer)\s*(?:is|:|=)?\s*[:=]?\s*(?:\$+)?\s*([^\n$]{1,300}?)\s*(?:\$+)?\s*(?:\.|\n|$)",
-    re.IGNORECASE)
-_CHOICE = re.compile(r"^\(?\s*([A-Ea-e])\s*\)?\.?$")
-_STATED_CHOICE = re.compile(r"(?:answer|choice|option)\s*(?:is|:)?\s*:?\s*\(?([A-E])\)?(?![A-Za-z])", re.IGNORECASE)
+# "The final answer is X", "Answer: X", "answer = X" (not "answer this question").
+_STATED = re.compile(r"\b(?:final\s+answer|answer)\s*(?:is\s*:?|:|=)\s*", re.IGNORECASE)
+_HASHES = re.compile(r"^####\s*(.+)$", re.MULTILINE)  # GSM8K's "#### 42"
+_LETTER = re.compile(r"^\(?\s*([A-Ea-e])\s*\)?[.:]?$")
+_STATED_CHOICE = re.compile(
+    r"\b(?:answer|choice|option)\s*(?:is\s*:?|:)\s*(?:\*\*)?\\?\(?\s*([A-E])\b\s*\)?", re.IGNORECASE)
+_COMMAND = re.compile(r"\\[A-Za-z]+")
+_WORD = re.compile(r"[A-Za-z]{4,}")
 
 
 # ---- extraction (in-process, bounded) -------------------------------------------------------------
 def completion_text(completion) -> str:
-    """A completion as TRL passes it: a string, or chat messages (the assistant's content)."""
+    """A completion or prompt as TRL passes it: a string, or chat messages (the last message's text).
+
+    >>> completion_text([{"role": "assistant", "content": "hi"}])
+    'hi'
+    """
     if isinstance(completion, str):
         return completion
-    if isinstance(completion, list) and completion:
-        last = completion[-1]
-        return str(last.get("content", "")) if isinstance(last, dict) else str(last)
+    if isinstance(completion, (list, tuple)):
+        return completion_text(completion[-1]) if completion else ""
     if isinstance(completion, dict):
-        return str(completion.get("content", ""))
+        content = completion.get("content")
+        if isinstance(content, list):  # multimodal parts: [{"type": "text", "text": ...}]
+            return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        return "" if content is None else str(content)
     return "" if completion is None else str(completion)
 
 
@@ -63,70 +99,119 @@ def final_region(text: str) -> str:
 
 
 def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` (braces balanced, nesting allowed), or None."""
-    matches = list(_BOXED.finditer(text))
-    for m in reversed(matches):
+    """Content of the last ``\\boxed{...}`` (braces balanced, nesting allowed), or None.
+
+    >>> last_boxed("\\\\boxed{1} and \\\\boxed{\\\\frac{1}{2}}")
+    '\\\\frac{1}{2}'
+    """
+    for m in reversed(list(_BOXED.finditer(text))):
         i = m.end()
         if i < len(text) and text[i] == "{":
-            depth, j = 0, i
-            limit = min(len(text), i + MAX_ANSWER_CHARS + 2)
-            while j < limit:
-                ch = text[j]
-                if ch == "{":
+            depth, limit = 0, min(len(text), i + MAX_ANSWER_CHARS + 2)
+            for j in range(i, limit):
+                if text[j] == "{":
                     depth += 1
-                elif ch == "}":
+                elif text[j] == "}":
                     depth -= 1
                     if depth == 0:
                         return text[i + 1:j].strip()
-                j += 1
-            return None  # unbalanced or longer than MAX_ANSWER_CHARS
-        tail = re.match(r"(\S{1,50})", text[i:])  # "\boxed 5"
-        if tail:
-            return tail.group(1).rstrip(".$")
+            return None  # unbalanced, or longer than MAX_ANSWER_CHARS: not judged
+        bare = re.match(r"([^\s$]{1,50})", text[i:])  # "\boxed 5"
+        if bare:
+            return bare.group(1).rstrip(".")
     return None
 
 
-def extract_answer(text: str) -> str | None:
-    """The final answer: the last ``\\boxed{}`` after ``</think>`` (or anywhere, without a think block),
-    else the last clearly stated answer ("the answer is X", "Answer: X"). None if there is none.
+def _strip_math(s: str) -> str:
+    """Drop surrounding ``$``, ``\\(\\)``, ``\\[\\]``, bold and a final full stop."""
+    s = s.strip().strip("*").strip()
+    for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if s.startswith(left) and s.endswith(right) and len(s) > len(left) + len(right):
+            s = s[len(left):-len(right)].strip()
+    return re.sub(r"\.$", "", s).strip()
+
+
+def _stated(region: str) -> str | None:
+    """The last 'answer is X' / 'Answer: X' on its line, cut at the first sentence end."""
+    matches = list(_STATED.finditer(region))
+    if not matches:
+        return None
+    line = region[matches[-1].end():].split("\n", 1)[0][:300].strip()
+    math = re.match(r"\$+([^$]+)\$+|\\\((.+?)\\\)", line)
+    if math:
+        return (math.group(1) or math.group(2)).strip() or None
+    line = re.split(r"\.(?:\s|$)|,\s+(?:so|since|because|which|as)\b|;", line, maxsplit=1)[0]
+    return _strip_math(line) or None
+
+
+def _bare(region: str) -> str | None:
+    """The whole region when it is nothing but an answer ("0.75", "$\\frac34$", "(1,2]"), else None."""
+    s = _strip_math(region)
+    if not s or len(s) > 200 or "\n" in s or _WORD.search(_COMMAND.sub("", s)):
+        return None
+    return s
+
+
+def extract_answer(text) -> str | None:
+    """The final answer, or None if there is none.
+
+    The last ``\\boxed{}`` after ``</think>`` (anywhere, without a think block); else the last
+    clearly stated answer ("the final answer is X", "Answer: X", GSM8K's "#### X"); else the text
+    itself when it is a bare answer. Accepts a string or chat messages.
 
     >>> extract_answer("<think>\\\\boxed{1}</think> so \\\\boxed{\\\\frac{3}{4}}")
     '\\\\frac{3}{4}'
-    >>> extract_answer("We get 12. The final answer is 42.")
-    '42'
+    >>> extract_answer("We get 12. The final answer is 3.5.")
+    '3.5'
+    >>> extract_answer("0.75"), extract_answer("I am not sure.")
+    ('0.75', None)
     """
     region = final_region(completion_text(text))
     boxed = last_boxed(region)
     if boxed is not None:
         return boxed or None
-    stated = list(_STATED.finditer(region[-2000:]))
-    if stated:
-        ans = stated[-1].group(1).strip().rstrip(".").strip()
-        return ans or None
-    return None
+    tail = region[-2_000:]
+    hashes = list(_HASHES.finditer(tail))
+    if hashes:
+        return _strip_math(hashes[-1].group(1)) or None
+    return _stated(tail) or _bare(tail)
 
 
-def extract_choice(text: str) -> str | None:
-    """A multiple-choice letter A-E: from the final box ("\\\\boxed{C}", "\\\\boxed{(C)}") or a stated answer."""
+def extract_choice(text) -> str | None:
+    """A multiple-choice letter A-E (GPQA): from the final box, a stated answer, or a bare letter.
+
+    >>> extract_choice("<think>A or C?</think> The answer is (C)."), extract_choice("\\\\boxed{\\\\text{B}}")
+    ('C', 'B')
+    """
     region = final_region(completion_text(text))
     boxed = last_boxed(region)
     if boxed is not None:
-        m = _CHOICE.match(re.sub(r"\\text\{(.*)\}", r"\1", boxed).strip())
+        m = _LETTER.match(re.sub(r"\\text(?:bf)?\{(.*)\}", r"\1", boxed).strip())
         if m:
             return m.group(1).upper()
-    stated = list(_STATED_CHOICE.finditer(region[-2000:]))
-    return stated[-1].group(1).upper() if stated else None
+    stated = list(_STATED_CHOICE.finditer(region[-2_000:]))
+    if stated:
+        return stated[-1].group(1).upper()
+    m = _LETTER.match(_strip_math(region[-20:]) if len(region.strip()) <= 20 else "")
+    return m.group(1).upper() if m else None
 
 
-def gold_answer(gold: str) -> str:
-    """A gold answer as given (bare) or the boxed answer of a full solution."""
+def gold_answer(gold) -> str:
+    """A reference answer as given (``"3/4"``) or the boxed / ``####`` answer of a full solution.
+
+    >>> gold_answer("so the probability is $\\\\boxed{\\\\frac{3}{4}}$."), gold_answer("$12$")
+    ('\\\\frac{3}{4}', '12')
+    """
     gold = str(gold).strip()
-    boxed = last_boxed(gold) if "\\boxed" in gold or "\\fbox" in gold else None
-    return (boxed if boxed is not None else gold).strip().strip("$").strip()
+    boxed = last_boxed(gold) if ("\\boxed" in gold or "\\fbox" in gold) else None
+    if boxed:
+        return boxed
+    hashes = list(_HASHES.finditer(gold))
+    return _strip_math(hashes[-1].group(1) if hashes else gold)
 
 
 def is_choice(gold: str) -> bool:
-    """A gold answer that is a capital letter A-E (GPQA-style multiple choice)."""
+    """A gold answer that is a capital letter A-E (multiple choice, as GPQA)."""
     return bool(re.fullmatch(r"\(?\s*[A-E]\s*\)?", gold.strip()))
 
 
@@ -136,18 +221,6 @@ def _plain(s: str) -> str:
     return re.sub(r"\s+", "", s).rstrip(".")
 
 
-def fast_match(gold: str, pred: str) -> bool | None:
-    """Decide without SymPy when we safely can: identical after whitespace/markup, or two plain
-    integers. None means 'needs Math-Verify'."""
-    g, p = _plain(gold), _plain(pred)
-    if g == p and g:
-        return True
-    ig, ip = _integer(g), _integer(p)
-    if ig is not None and ip is not None:
-        return ig == ip
-    return None
-
-
 def _integer(s: str) -> int | None:
     """A plain integer, allowing thousands separators ("1,000") but not lists ("1,2")."""
     if re.fullmatch(r"-?\d{1,60}", s) or re.fullmatch(r"-?\d{1,3}(?:,\d{3})+", s):
@@ -155,72 +228,138 @@ def _integer(s: str) -> int | None:
     return None
 
 
+def fast_match(gold: str, pred: str) -> bool | None:
+    """Decide without SymPy when that is safe: identical after whitespace and markup, or two plain
+    integers. None means 'ask Math-Verify'.
+
+    >>> fast_match("1,000", "1000"), fast_match("12", "13"), fast_match("3/4", "0.75")
+    (True, False, None)
+    """
+    g, p = _plain(gold), _plain(pred)
+    if g and g == p:
+        return True
+    ig, ip = _integer(g), _integer(p)
+    if ig is not None and ip is not None:
+        return ig == ip
+    return None
+
+
 # ---- the SymPy comparison (runs inside a worker process) -------------------------------------------
-def _verify_here(gold: str, pred: str, timeout_s: float) -> bool | None:
-    """Math-Verify on one pair. Called in a worker's main thread, so its signal timeouts work too."""
+class _JobTimeout(BaseException):
+    """Raised by the worker's interval timer; a BaseException so library ``except Exception`` lets it by."""
+
+
+_ARMED = False
+
+
+def _on_alarm(signum, frame):
+    if _ARMED:
+        raise _JobTimeout
+
+
+def _verify_here(gold: str, pred: str) -> bool | None:
+    """Math-Verify on one (gold, answer) pair; None when the gold does not parse.
+
+    Its own signal timeouts are off (None): the worker's interval timer bounds the whole pair.
+    The gold is wrapped in ``$...$`` before parsing, as Tina does; ``verify`` takes the gold first.
+    """
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
-    t = max(1, int(timeout_s))
     configs = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
-    # no_fallback: a gold that does not parse is reported, not compared as a raw string
-    gold_parsed = parse(f"${gold}$", extraction_config=configs, parsing_timeout=t, fallback_mode="no_fallback")
+    gold_parsed = parse(f"${gold}$", configs, fallback_mode="no_fallback", parsing_timeout=None) \
+        or parse(gold, configs, fallback_mode="no_fallback", parsing_timeout=None)
     if not gold_parsed:
-        gold_parsed = parse(gold, extraction_config=configs, parsing_timeout=t, fallback_mode="no_fallback")
-    if not gold_parsed:
-        return None  # the reference itself cannot be judged
-    pred_parsed = parse(f"\\boxed{{{pred}}}", extraction_config=configs, parsing_timeout=t)
-    if not pred_parsed:
-        pred_parsed = parse(pred, extraction_config=configs, parsing_timeout=t)
+        return None
+    pred_parsed = parse(f"\\boxed{{{pred}}}", configs, parsing_timeout=None) \
+        or parse(pred, configs, parsing_timeout=None)
     if not pred_parsed:
         return False
-    # Set-relation comparison: "-2 < x < 2" answers the interval (-2, 2).
-    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=t, allow_set_relation_comp=True))
+    # Set-relation comparison lets "-2 < x < 2" answer the interval (-2, 2).
+    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None, allow_set_relation_comp=True))
 
 
-def _worker_loop() -> None:
-    """A worker: JSON lines in on stdin (i, gold, pred, timeout), JSON lines out on stdout (i, result)."""
-    import json
+def _limit_resources(memory_mb: int) -> None:
+    try:
+        import resource
+
+        cap = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    except (ImportError, ValueError, OSError):
+        pass  # not Linux: the parent's wall-clock deadline still holds
+
+
+def _cpu_backstop(timeout_s: float) -> None:
+    """The kernel kills this worker if one job burns its CPU budget, even if the parent is gone."""
+    try:
+        import resource
+
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        spent = used.ru_utime + used.ru_stime
+        hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+        resource.setrlimit(resource.RLIMIT_CPU, (int(spent + timeout_s + GRACE_S + 2), hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+def _worker_main(memory_mb: int = WORKER_MEMORY_MB) -> None:
+    """A verifier worker: JSON lines in on stdin ``{"i", "g", "p", "t"}``, out on stdout ``{"i", "r"}``."""
+    global _ARMED
     import logging
-    import sys
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle, not ours
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the trainer
+    signal.signal(signal.SIGALRM, _on_alarm)
     logging.disable(logging.CRITICAL)
-    out = sys.stdout
-    sys.stdout = sys.stderr  # nothing a library prints may corrupt the protocol
-    for line in sys.stdin:
+    out, sys.stdout = sys.stdout, sys.stderr  # nothing a library prints may corrupt the protocol
+    _limit_resources(memory_mb)
+    _verify_here("1", "1")  # import SymPy and build Math-Verify's parsers before saying ready
+    out.write('{"ready": true}\n')
+    out.flush()
+    for line in sys.stdin:  # EOF (the parent closed the pipe or died) ends the worker
+        job: dict = {}
+        result = None
         try:
             job = json.loads(line)
-            result = _verify_here(job["gold"], job["pred"], job["t"])
-        except Exception:
-            result, job = None, job if isinstance(job, dict) else {"i": -1}
+            _cpu_backstop(job["t"])
+            try:
+                _ARMED = True
+                signal.setitimer(signal.ITIMER_REAL, max(0.01, job["t"]), 0.2)  # re-fires if one is swallowed
+                result = _verify_here(job["g"], job["p"])
+            finally:
+                _ARMED = False
+                signal.setitimer(signal.ITIMER_REAL, 0)
+        except (_JobTimeout, Exception):  # out of time, MemoryError, RecursionError, SymPy errors: not judged
+            result = None
         out.write(json.dumps({"i": job.get("i"), "r": result}) + "\n")
         out.flush()
 
 
+class VerifierUnavailable(RuntimeError):
+    """No verifier worker could start: an environment problem, never caused by a completion."""
+
+
 class _Worker:
-    """One verifier subprocess. A fresh interpreter (not a fork): it never re-runs the caller's
-    script, holds no copy of the trainer's memory, and can be killed without harm."""
+    """One verifier subprocess: a fresh interpreter in its own session (a terminal's Ctrl-C does not reach it)."""
 
-    def __init__(self):
-        import subprocess
-        import sys
-
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from budgetreason.verify import _worker_loop; _worker_loop()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0,
-            start_new_session=True)  # its own process group: a terminal's Ctrl-C does not reach it
+    def __init__(self, memory_mb: int):
+        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        script = (f"import sys; sys.path.insert(0, {package_parent!r}); "
+                  f"from budgetreason.verify import _worker_main; _worker_main({int(memory_mb)})")
+        self.proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0,
+                                     start_new_session=True)
+        self.started = time.monotonic()
+        self.ready = False
         self.buffer = b""
 
-    def send(self, job: dict) -> None:
-        import json
+    def fileno(self) -> int:
+        return self.proc.stdout.fileno()
 
+    def send(self, job: dict) -> None:
         self.proc.stdin.write((json.dumps(job) + "\n").encode())
 
-    def read_ready(self) -> list[dict]:
-        """Whole lines available now (call when select says the pipe is readable)."""
-        import json
-
-        chunk = os.read(self.proc.stdout.fileno(), 65536)
+    def read(self) -> list[dict]:
+        """Whole lines available now (call when the pipe is readable); EOFError when the worker exited."""
+        chunk = os.read(self.fileno(), 65_536)
         if not chunk:
             raise EOFError("verifier worker exited")
         self.buffer += chunk
@@ -228,9 +367,12 @@ class _Worker:
         return [json.loads(x) for x in lines if x.strip()]
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=5)
+        try:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
         for f in (self.proc.stdin, self.proc.stdout):
             try:
                 f.close()
@@ -241,89 +383,139 @@ class _Worker:
 class VerifierPool:
     """Verifier subprocesses, one job each at a time, every job under a wall-clock deadline.
 
-    A worker that misses its deadline (or dies) is killed and replaced; its job scores None.
+    Workers start on first use and are reused across calls (GRPO scores every step). A worker
+    that misses its deadline, or dies, is killed and replaced; its job is not judged (None).
+    Thread-safe: concurrent calls take turns.
     """
 
-    def __init__(self, processes: int | None = None):
-        self.size = processes or max(1, min(4, os.cpu_count() or 1))
+    def __init__(self, processes: int | None = None, memory_mb: int = WORKER_MEMORY_MB):
+        self.size = processes or default_processes()
+        self.memory_mb = memory_mb
         self.workers: list[_Worker] = []
-        self.lock = threading.Lock()
-        self.killed = 0
+        self.killed = 0  # workers killed for missing a deadline or dying mid-job
         self.owner = os.getpid()
+        self._lock = threading.Lock()
+        self._ever_ready = False
+        self._sent = 0  # message ids, so a reply can never be taken for another job's
 
-    def map(self, jobs: list[tuple[str, str]], timeout_s: float = DEFAULT_TIMEOUT_S) -> list[bool | None]:
-        """Results for (gold, pred) pairs, in order. Thread-safe; returns when every job ended or timed out."""
-        import select
+    def map(self, jobs: list[tuple[str, str]], timeout_s: float = DEFAULT_TIMEOUT_S,
+            processes: int | None = None) -> list[bool | None]:
+        """Verdicts for (gold, answer) pairs, in order: True, False, or None (not judged).
 
+        Raises VerifierUnavailable when no worker can start at all.
+        """
         results: list[bool | None] = [None] * len(jobs)
         if not jobs:
             return results
-        with self.lock:
-            while len(self.workers) < min(self.size, len(jobs)):
-                self.workers.append(_Worker())
-            pending = deque(range(len(jobs)))
-            idle = list(range(len(self.workers)))
-            busy: dict[int, tuple[int, float]] = {}  # worker -> (job, deadline)
-            # The first job of a fresh worker also pays its start-up (about a second to import SymPy).
-            startup = 10.0
-            while pending or busy:
-                while pending and idle:
-                    w, j = idle.pop(), pending.popleft()
-                    fresh = self.workers[w].buffer == b"" and not getattr(self.workers[w], "used", False)
-                    try:
-                        self.workers[w].send({"i": j, "gold": jobs[j][0], "pred": jobs[j][1], "t": timeout_s})
-                        self.workers[w].used = True
-                        busy[w] = (j, time.monotonic() + timeout_s + 1.0 + (startup if fresh else 0.0))
-                    except (BrokenPipeError, OSError):
-                        self._replace(w)
-                        pending.appendleft(j)
-                        idle.append(w)
-                if not busy:
-                    continue
-                soonest = min(d for _, d in busy.values())
-                fds = {self.workers[w].proc.stdout.fileno(): w for w in busy}
-                ready, _, _ = select.select(list(fds), [], [], max(0.0, soonest - time.monotonic()))
-                for fd in ready:
-                    w = fds[fd]
-                    try:
-                        replies = self.workers[w].read_ready()
-                    except (EOFError, OSError, ValueError):
-                        j, _ = busy.pop(w)
-                        results[j] = None
-                        self._replace(w)
-                        idle.append(w)
-                        continue
-                    for rep in replies:
-                        if w in busy and rep.get("i") == busy[w][0]:
-                            results[busy.pop(w)[0]] = rep.get("r")
-                            idle.append(w)
-                now = time.monotonic()
-                for w, (j, deadline) in list(busy.items()):
-                    if now >= deadline:
-                        busy.pop(w)
-                        results[j] = None
-                        self._replace(w)
-                        idle.append(w)
+        with self._lock:
+            want = max(1, min(len(jobs), processes or self.size))
+            while len(self.workers) < want:
+                self.workers.append(_Worker(self.memory_mb))
+            try:
+                self._run(jobs, results, want, timeout_s)
+            except BaseException:
+                for w in range(len(self.workers)):  # never leave a worker holding a job of an abandoned call
+                    self._replace(w)
+                raise
         return results
+
+    def _run(self, jobs: list[tuple[str, str]], results: list, want: int, timeout_s: float) -> None:
+        """Feed jobs to the first ``want`` workers; fill ``results`` in place."""
+        import select
+
+        pending = deque(range(len(jobs)))
+        busy: dict[int, tuple[int, float, int]] = {}  # worker index -> (job index, deadline, message id)
+        failed_starts = 0
+        while pending or busy:
+            for w in range(want):  # hand a job to every ready, idle worker
+                worker = self.workers[w]
+                if pending and worker.ready and w not in busy:
+                    j = pending.popleft()
+                    self._sent += 1
+                    try:
+                        worker.send({"i": self._sent, "g": jobs[j][0], "p": jobs[j][1], "t": timeout_s})
+                        busy[w] = (j, time.monotonic() + timeout_s + GRACE_S, self._sent)
+                    except OSError:  # died while idle: the job was never started, so retry it
+                        pending.appendleft(j)
+                        self._replace(w)
+            now = time.monotonic()
+            waits = [d for _, d, _ in busy.values()]
+            waits += [self.workers[w].started + STARTUP_TIMEOUT_S for w in range(want) if not self.workers[w].ready]
+            if not waits:
+                continue
+            readable, _, _ = select.select([self.workers[w] for w in range(want)], [], [],
+                                           max(0.0, min(waits) - now))
+            for worker in readable:
+                w = self.workers.index(worker)
+                try:
+                    replies = worker.read()
+                except (EOFError, OSError, ValueError):
+                    if w in busy:  # died mid-job (a segfault deep in SymPy): that job is not judged
+                        busy.pop(w)
+                        self.killed += 1
+                    elif not worker.ready:
+                        failed_starts = self._failed_start(failed_starts, want)
+                    self._replace(w)
+                    continue
+                for reply in replies:
+                    if reply.get("ready"):
+                        worker.ready = self._ever_ready = True
+                    elif w in busy and reply.get("i") == busy[w][2]:
+                        results[busy.pop(w)[0]] = reply.get("r")
+            now = time.monotonic()
+            for w, (_, deadline, _) in list(busy.items()):
+                if now >= deadline:  # hung (C-level work no signal can stop): kill, replace, move on
+                    busy.pop(w)
+                    self.killed += 1
+                    self._replace(w)
+            for w in range(want):
+                if not self.workers[w].ready and now >= self.workers[w].started + STARTUP_TIMEOUT_S:
+                    failed_starts = self._failed_start(failed_starts, want)
+                    self._replace(w)
+
+    def _failed_start(self, failed: int, want: int) -> int:
+        failed += 1
+        if not self._ever_ready and failed >= want + 2:
+            raise VerifierUnavailable(
+                f"Verifier workers ({sys.executable}) exit before they are ready; check that "
+                f"`{sys.executable} -c 'import budgetreason.verify, math_verify'` works.")
+        return failed
 
     def _replace(self, w: int) -> None:
         self.workers[w].kill()
-        self.killed += 1
-        self.workers[w] = _Worker()
+        self.workers[w] = _Worker(self.memory_mb)
+
+    def pids(self) -> list[int]:
+        """Process ids of the current workers (for monitoring and tests)."""
+        return [w.proc.pid for w in self.workers]
 
     def close(self) -> None:
-        with self.lock:
+        """Stop every worker. Only the process that created the pool does this (not a fork of it)."""
+        if os.getpid() != self.owner:
+            return
+        with self._lock:
             for worker in self.workers:
                 worker.kill()
             self.workers = []
 
 
+def default_processes() -> int:
+    """Worker processes by default: the CPUs this process may use, at most 8."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(8, cpus))
+
+
 _POOL: VerifierPool | None = None
 _POOL_LOCK = threading.Lock()
+_CACHE: OrderedDict[tuple[str, str], bool] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
 
 
 def pool() -> VerifierPool:
-    """The process-wide verifier pool, created on first use and closed at exit."""
+    """The process-wide verifier pool, created on first use and closed at interpreter exit."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None or _POOL.owner != os.getpid():
@@ -332,40 +524,93 @@ def pool() -> VerifierPool:
         return _POOL
 
 
-# ---- public scoring ----------------------------------------------------------------------------------
-def score_batch(golds: list[str], texts: list, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[bool | None]:
-    """Whether each completion's final answer equals its gold answer.
+def shutdown() -> None:
+    """Stop the verifier workers now (they restart on the next call); also runs at exit."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is not None:
+            _POOL.close()
+        _POOL = None
 
-    True/False, or None when it could not be judged (the gold does not parse, or the check
-    ran out of time). Cheap cases are decided in-process; the rest go to the worker pool.
+
+def _after_fork_in_child() -> None:
+    # A forked child must not talk to its parent's workers (shared pipes) or wait on its locks.
+    global _POOL, _POOL_LOCK, _CACHE_LOCK
+    _POOL, _POOL_LOCK, _CACHE_LOCK = None, threading.Lock(), threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# ---- public scoring ----------------------------------------------------------------------------------
+def score_batch(golds: list, texts: list, timeout_s: float = DEFAULT_TIMEOUT_S,
+                processes: int | None = None) -> list[float | None]:
+    """Score completions against gold answers: 1.0 (equal), 0.0 (wrong or no answer), None (not judged).
+
+    None means the check could not be made: the gold does not parse, or the check ran out of
+    its ``timeout_s`` seconds. Cheap cases (multiple-choice letters, identical strings, two
+    integers, remembered verdicts) are decided in-process; the rest go to the worker pool, at
+    most ``processes`` at a time (default :func:`default_processes`), from any thread.
+
+    Args:
+        golds: reference answers, bare (``"3/4"``) or full solutions with a ``\\boxed{}``.
+        texts: completions (strings or chat messages) or bare answers.
+        timeout_s: wall-clock bound per (gold, completion) check, seconds.
+        processes: worker processes to use for this call.
+
+    >>> score_batch(["3/4", "12", "C"], ["\\\\boxed{0.75}", "The answer is 13.", "Answer: (C)"])
+    [1.0, 0.0, 1.0]
     """
-    results: list[bool | None] = [None] * len(texts)
-    jobs, where = [], []
+    if len(golds) != len(texts):
+        raise ValueError(f"{len(golds)} gold answers for {len(texts)} completions")
+    results: list[float | None] = [None] * len(texts)
+    todo: dict[tuple[str, str], list[int]] = {}
     for i, (gold, text) in enumerate(zip(golds, texts)):
-        gold = gold_answer(gold)
-        if is_choice(gold):
-            choice = extract_choice(text)
-            results[i] = choice is not None and choice == gold.strip("() .").upper()
-            continue
-        pred = extract_answer(text)
-        if pred is None or len(pred) > MAX_ANSWER_CHARS:
-            results[i] = False
-            continue
-        quick = fast_match(gold, pred)
-        if quick is not None:
-            results[i] = quick
-            continue
-        jobs.append((gold, pred))
-        where.append(i)
-    for i, res in zip(where, pool().map(jobs, timeout_s)):
-        results[i] = res
+        try:
+            gold = gold_answer(gold)
+            if is_choice(gold):
+                results[i] = float(extract_choice(text) == gold.strip("() ").upper())
+                continue
+            pred = extract_answer(text)
+            if pred is None or len(pred) > MAX_ANSWER_CHARS or not gold:
+                results[i] = 0.0 if gold else None
+                continue
+            quick = fast_match(gold, pred)
+            if quick is None:
+                with _CACHE_LOCK:
+                    quick = _CACHE.get((gold, pred))
+            if quick is not None:
+                results[i] = float(quick)
+            else:
+                todo.setdefault((gold, pred), []).append(i)  # one check per distinct pair
+        except Exception:  # a text we cannot even read: not judged
+            results[i] = None
+    pairs = list(todo)
+    for pair, verdict in zip(pairs, pool().map(pairs, timeout_s, processes)):
+        if verdict is not None:
+            with _CACHE_LOCK:
+                _CACHE[pair] = verdict
+                if len(_CACHE) > CACHE_SIZE:
+                    _CACHE.popitem(last=False)
+        for i in todo[pair]:
+            results[i] = None if verdict is None else float(verdict)
     return results
 
 
-def answers_match(gold: str, text: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool | None:
-    """One completion against one gold answer (see :func:`score_batch`).
+def answers_match(gold: str, completion_answer_or_text, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool | None:
+    """Whether a completion (or a bare answer) answers ``gold``; None when it could not be judged.
 
-    >>> answers_match("3/4", "... so the answer is \\\\boxed{0.75}")
-    True
+    >>> answers_match("3/4", "... so the answer is \\\\boxed{0.75}"), answers_match("(1,2]", "(1, 2]")
+    (True, True)
+    >>> answers_match("C", "I pick \\\\boxed{(B)}")
+    False
     """
-    return score_batch([gold], [text], timeout_s)[0]
+    score = score_batch([gold], [completion_answer_or_text], timeout_s)[0]
+    return None if score is None else score == 1.0
+
+
+def clear_cache() -> None:
+    """Forget remembered verdicts (benchmarks time cold checks)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()

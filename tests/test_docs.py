@@ -23,7 +23,7 @@ def test_cli_reference_is_current():
 def test_docs_cover_every_topic():
     names = {p.name for p in (ROOT / "docs").glob("*.md")}
     assert {"index.md", "quickstart.md", "concepts.md", "planner.md", "training.md", "rewards.md", "data.md",
-            "evaluation.md", "reports.md", "reproduce.md", "vastai.md", "troubleshooting.md", "gpu-results.md",
+            "evaluation.md", "reports.md", "reproduce.md", "vastai.md", "troubleshooting.md", "gpu-results.md", "benchmarks.md",
             "cli.md"} <= names
     assert "RESULTS_PLACEHOLDER" not in (ROOT / "docs" / "rewards.md").read_text()
 
