@@ -1,245 +1,401 @@
 """Verifiable rewards with TRL's contract: ``fn(completions, **kwargs) -> list[float]``.
 
-``completions`` are strings or chat message lists; dataset columns arrive as keyword lists
-(the gold answer as ``solution``); TRL also passes ``prompts``, ``completion_ids`` and
-``trainer_state``, which rewards that need them read and the others ignore. Every function
-is pure apart from one documented counter (:data:`STATS`), never raises, and has a stable
-``__name__``, which becomes its metric name (``rewards/<name>``).
+``completions`` are strings or chat message lists; dataset columns arrive as keyword lists (the
+gold answer as ``solution``); TRL 1.15 also passes ``prompts``, ``completion_ids``,
+``trainer_state`` and ``log_metric``, which a reward reads when it needs them and ignores
+otherwise. Every reward
 
-Presets combine them with TRL's ``reward_weights``:
+- never raises because of what a completion holds: a completion that cannot be judged scores
+  0.0 and is counted (:data:`STATS`, and ``rewards/unjudged`` through TRL's ``log_metric``);
+- has a stable ``__name__``, which TRL turns into the metric ``rewards/<name>``;
+- pickles (TRL's async GRPO sends reward functions to a spawned process), so parameterised
+  rewards are small classes rather than closures;
+- is pure apart from the :data:`STATS` counter and the verifier's process-wide worker pool.
 
-- ``micro_budget``: 0.2·format + 1.0·accuracy (Khan et al., the micro-budget paper)
-- ``tina``: 2·accuracy + 1·format (Wang et al., Tina, Table 6, Open-RS1/2, LIMR, DeepScaleR rows)
-- ``tina_cosine``: 2·cosine + 1·format (Tina's Open-RS3 row, cosine max_len 3584)
+Two failures are loud on purpose, because they would otherwise zero every reward of a paid run
+without a word: a missing ``solution`` column (TypeError) and a verifier that cannot start at
+all (:class:`budgetreason.verify.VerifierUnavailable`).
+
+Presets (``--rewards NAME``, :func:`preset`) pair functions with TRL's ``reward_weights``:
+
+- ``micro_budget``: 0.2·format + 1.0·accuracy (the micro-budget paper)
+- ``tina``: 2·accuracy + 1·format (Tina, Table 6)
+- ``tina_cosine``: 2·cosine + 1·format (Tina's Open-RS3 row, cosine ``max_len`` 3584)
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import re
 import threading
 from dataclasses import dataclass
 
-from budgetreason.verify import completion_text, score_batch
+from budgetreason.verify import VerifierUnavailable, completion_text, score_batch
 
-_THINK_FORMAT = re.compile(r"^<think>(?!.*<think>)(.*?)</think>.*$", re.DOTALL)
+#: TRL's ``think_format_reward`` pattern (trl/rewards/format_rewards.py), used with DOTALL | MULTILINE.
+THINK_FORMAT = re.compile(r"^<think>(?!.*<think>)(.*?)</think>.*$", re.DOTALL | re.MULTILINE)
+#: open-r1's ``reasoning_steps_reward`` pattern, used without re.MULTILINE as open-r1 does, so
+#: ``^\d+\.`` counts a numbered line only at the very start of the text.
+REASONING_STEPS = re.compile(r"(Step \d+:|^\d+\.|\n-|\n\*|First,|Second,|Next,|Finally,)")
 
 
 class _Stats:
-    """Counts completions that could not be judged (gold unparseable, check timed out).
+    """How many completions the correctness rewards judged, and how many they could not.
 
-    The trainer reads and resets it once per step to log ``rewards/unjudged``.
+    Not judged: the gold answer does not parse, or the check ran out of time. Counts are per
+    process (a spawned reward process keeps its own); TRL's ``log_metric`` carries the per-batch
+    fraction to the trainer's logs as ``rewards/unjudged`` either way.
     """
 
     def __init__(self):
         self._lock = threading.Lock()
-        self.unjudged = 0
         self.judged = 0
+        self.unjudged = 0
 
     def add(self, judged: int, unjudged: int) -> None:
         with self._lock:
             self.judged += judged
             self.unjudged += unjudged
 
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {"judged": self.judged, "unjudged": self.unjudged}
+
     def pop(self) -> dict[str, int]:
+        """The counts so far, then reset (a trainer reads it once per logging step)."""
         with self._lock:
             out = {"judged": self.judged, "unjudged": self.unjudged}
             self.judged = self.unjudged = 0
             return out
 
+    def _reset_lock(self) -> None:
+        self._lock = threading.Lock()
 
+
+#: The one piece of mutable module state: counts of judged and unjudged completions.
 STATS = _Stats()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=STATS._reset_lock)
+
+
+def stats(reset: bool = False) -> dict[str, int]:
+    """``{"judged": n, "unjudged": m}`` since start (or the last reset) in this process."""
+    return STATS.pop() if reset else STATS.snapshot()
 
 
 def _texts(completions) -> list[str]:
     return [completion_text(c) for c in completions]
 
 
-def _safe(name: str, default: float = 0.0):
-    """Decorator: a reward never raises; on an unexpected error every completion gets `default`."""
+def _never_raises(name: str, needs_solution: bool = False):
+    """Give a reward its metric name and the promise that no completion makes it raise.
+
+    An unexpected error scores every completion of the batch 0.0 and counts them as unjudged.
+    The function keeps its own ``__qualname__`` so pickle finds it by its module attribute.
+    """
     def wrap(fn):
-        def inner(completions, *args, **kwargs):
+        @functools.wraps(fn)
+        def reward(completions, *args, **kwargs):
+            if needs_solution and not args and kwargs.get("solution") is None:
+                raise TypeError(f"The '{name}' reward needs the gold answers as a `solution` dataset column.")
             try:
                 return fn(completions, *args, **kwargs)
-            except Exception:
-                STATS.add(0, len(completions))
-                return [default] * len(completions)
-        inner.__name__ = name
-        inner.__qualname__ = name
-        inner.__doc__ = fn.__doc__
-        inner.__wrapped__ = fn
-        return inner
+            except VerifierUnavailable:
+                raise
+            except Exception:  # a reward must not stop a training run over one odd batch
+                n = len(completions) if hasattr(completions, "__len__") else 0
+                STATS.add(0, n)
+                return [0.0] * n
+        reward.__name__ = name
+        return reward
     return wrap
 
 
-def _correct(completions, solution) -> list[bool]:
-    results = score_batch(list(solution), _texts(completions))
-    unjudged = sum(r is None for r in results)
-    STATS.add(len(results) - unjudged, unjudged)
-    return [bool(r) for r in results]
+def _correct(completions, solution, kwargs) -> list[bool]:
+    """Math-Verify verdicts for a batch; unjudged ones count as not correct and are counted."""
+    scores = score_batch(list(solution), list(completions))
+    unjudged = sum(s is None for s in scores)
+    STATS.add(len(scores) - unjudged, unjudged)
+    log_metric = kwargs.get("log_metric")
+    if callable(log_metric) and scores:
+        log_metric("rewards/unjudged", unjudged / len(scores))
+    return [s == 1.0 for s in scores]
 
 
-@_safe("accuracy")
+@_never_raises("accuracy", needs_solution=True)
 def accuracy_reward(completions, solution, **kwargs) -> list[float]:
-    r"""1.0 when the final answer equals the gold answer (Math-Verify), else 0.0.
+    r"""1.0 when the completion's final answer equals the gold answer, else 0.0.
 
-    The final answer is the last ``\boxed{}`` after ``</think>`` when there is one, else the last
-    boxed or clearly stated answer; the gold may be bare (``"3/4"``) or a full solution with a
-    box. A completion that cannot be judged scores 0.0 and is counted in ``STATS``.
+    The final answer is the last ``\boxed{}`` after ``</think>`` when the completion has one,
+    else the last box or clearly stated answer (:func:`budgetreason.verify.extract_answer`); the
+    gold may be bare (``"3/4"``, ``"(1,2]"``) or a full solution with a box, or a letter A-E for
+    multiple choice. Equality is Math-Verify's, run in bounded, sandboxed workers. A completion
+    that cannot be judged scores 0.0 and is counted. The binary reward of the micro-budget paper
+    and Tina (open-r1's ``accuracy_reward``).
 
     >>> accuracy_reward(["<think>3+4</think> \\boxed{7}", "\\boxed{8}"], solution=["7", "7"])
     [1.0, 0.0]
     """
-    return [1.0 if ok else 0.0 for ok in _correct(completions, solution)]
+    return [1.0 if ok else 0.0 for ok in _correct(completions, solution, kwargs)]
 
 
-def _prompt_opens_think(prompt) -> bool:
-    text = completion_text(prompt) if not isinstance(prompt, str) else prompt
-    return text.rstrip().endswith("<think>")
+def _opens_think(prompt) -> bool:
+    return completion_text(prompt).rstrip().endswith("<think>")
 
 
-@_safe("format")
+def _format_scores(completions, prompts, prompt_opens_think: bool | None) -> list[float]:
+    texts = _texts(completions)
+    if prompt_opens_think is None:
+        opens = [_opens_think(p) for p in prompts] if prompts is not None else [False] * len(texts)
+    else:
+        opens = [prompt_opens_think] * len(texts)
+    return [1.0 if THINK_FORMAT.match(("<think>" if o else "") + t) else 0.0 for t, o in zip(texts, opens)]
+
+
+@_never_raises("format")
 def format_reward(completions, prompts=None, **kwargs) -> list[float]:
     r"""1.0 when the completion is one ``<think>`` block that opens it, then the answer; else 0.0.
 
-    The same rule as TRL's ``think_format_reward`` (``^<think>(?!.*<think>)(.*?)</think>.*$``), the
-    structure the micro-budget paper rewards. Where the chat template already ends the prompt
-    with ``<think>`` (DeepSeek-R1 distills), the completion is judged as if it began with it.
+    TRL's ``think_format_reward`` rule, ``^<think>(?!.*<think>)(.*?)</think>.*$``: the structure
+    the micro-budget paper rewards. When a prompt ends with ``<think>`` (the DeepSeek-R1 distills'
+    chat template puts it there) the completion is judged as if it began with it. TRL passes
+    conversational prompts before the template is applied; for those use
+    ``make_format_reward(prompt_opens_think=...)`` or ``preset(name, prompt_opens_think=...)``.
 
     >>> format_reward(["<think>\nwork\n</think>\n\\boxed{1}", "\\boxed{1}", "<think>a</think><think>b</think>"])
     [1.0, 0.0, 0.0]
+    >>> format_reward(["work</think> \\boxed{1}"], prompts=["<|User|>1?<|Assistant|><think>\n"])
+    [1.0]
     """
-    texts = _texts(completions)
-    if prompts is not None:
-        texts = ["<think>" + t if _prompt_opens_think(p) and not t.lstrip().startswith("<think>") else t
-                 for t, p in zip(texts, prompts)]
-    return [1.0 if _THINK_FORMAT.match(t.lstrip()) else 0.0 for t in texts]
+    return _format_scores(completions, prompts, None)
 
 
-@_safe("tag_count")
+class ThinkFormatReward:
+    r"""``format_reward`` with the prompt's ``<think>`` stated rather than read from ``prompts``.
+
+    >>> make_format_reward(prompt_opens_think=True)(["2+2=4\n</think>\n\\boxed{4}"])
+    [1.0]
+    """
+
+    __name__ = "format"
+
+    def __init__(self, prompt_opens_think: bool | None):
+        self.prompt_opens_think = prompt_opens_think
+
+    def __call__(self, completions, prompts=None, **kwargs) -> list[float]:
+        return _never_raises("format")(_format_scores)(completions, prompts, self.prompt_opens_think)
+
+    def __repr__(self) -> str:
+        return f"make_format_reward(prompt_opens_think={self.prompt_opens_think})"
+
+
+def make_format_reward(prompt_opens_think: bool | None = None):
+    """The format reward, named ``format``: True judges every completion as if it began with
+    ``<think>``, False never does, None reads each prompt (as :func:`format_reward`)."""
+    return ThinkFormatReward(prompt_opens_think)
+
+
+def chat_template_opens_think(tokenizer) -> bool:
+    """Whether the tokenizer's chat template ends the generation prompt with ``<think>`` (R1 distills)."""
+    try:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": "1+1?"}], tokenize=False,
+                                             add_generation_prompt=True)
+    except Exception:  # no chat template: plain-text prompts, which format_reward reads itself
+        return False
+    return isinstance(text, str) and text.rstrip().endswith("<think>")
+
+
+@_never_raises("tag_count")
 def tag_count_reward(completions, **kwargs) -> list[float]:
     r"""open-r1's ``tag_count_reward`` (src/open_r1/rewards.py): 0.25 for each of ``"<think>\n"``,
-    ``"\n</think>\n"``, ``"\n<answer>\n"`` and ``"\n</answer>"`` occurring exactly once.
+    ``"\n</think>\n"``, ``"\n<answer>\n"`` and ``"\n</answer>"`` that occurs exactly once.
 
-    >>> tag_count_reward(["<think>\nx\n</think>\n\\boxed{1}"])
-    [0.5]
+    >>> tag_count_reward(["<think>\nx\n</think>\n<answer>\n4\n</answer>", "<think>\nx\n</think>\n\\boxed{1}"])
+    [1.0, 0.5]
     """
-    def count(t: str) -> float:
-        return 0.25 * sum(t.count(tag) == 1 for tag in ("<think>\n", "\n</think>\n", "\n<answer>\n", "\n</answer>"))
-    return [count(t) for t in _texts(completions)]
+    tags = ("<think>\n", "\n</think>\n", "\n<answer>\n", "\n</answer>")
+    return [0.25 * sum(t.count(tag) == 1 for tag in tags) for t in _texts(completions)]
 
 
-_STEPS = re.compile(r"(Step \d+:|^\d+\.|\n-|\n\*|First,|Second,|Next,|Finally,)", re.MULTILINE)
-
-
-@_safe("reasoning_steps")
+@_never_raises("reasoning_steps")
 def reasoning_steps_reward(completions, **kwargs) -> list[float]:
-    r"""open-r1's ``reasoning_steps_reward``: min(1, n/3) for n markers of step-by-step reasoning
-    ("Step 1:", numbered lines, bullets, "First,", "Next,", "Finally,").
+    r"""open-r1's ``reasoning_steps_reward``: min(1, n/3) for n matches of
+    ``(Step \d+:|^\d+\.|\n-|\n\*|First,|Second,|Next,|Finally,)`` ("3 steps and more").
 
-    >>> reasoning_steps_reward(["First, a. Next, b. Finally, c.", "just 4"])
-    [1.0, 0.0]
+    >>> reasoning_steps_reward(["First, a. Next, b. Finally, c.", "Step 1: a", "just 4"])
+    [1.0, 0.3333333333333333, 0.0]
     """
-    return [min(1.0, len(_STEPS.findall(t)) / 3) for t in _texts(completions)]
+    return [min(1.0, len(REASONING_STEPS.findall(t)) / 3) for t in _texts(completions)]
 
 
-@_safe("length")
+@_never_raises("length", needs_solution=True)
 def length_reward(completions, solution, **kwargs) -> list[float]:
-    r"""open-r1's ``len_reward`` (Kimi 1.5): relative to the batch's shortest and longest completion,
-    λ = 0.5 − (len − min)/(max − min); correct answers get λ, wrong ones min(0, λ); all 0 when
-    every completion has the same length. Length is counted in characters, as open-r1 does.
+    r"""open-r1's ``len_reward`` (from Kimi 1.5, arXiv:2501.12599), relative within the batch.
 
-    >>> length_reward(["\\boxed{1}", "long long \\boxed{1}"], solution=["1", "1"])
-    [0.5, -0.5]
+    With L the completion's length in characters and Lmin, Lmax the batch's extremes,
+    λ = 0.5 − (L − Lmin)/(Lmax − Lmin); a correct completion gets λ, a wrong one min(0, λ); all
+    get 0 when every length is equal. Unlike open-r1, a completion that cannot be judged (open-r1
+    counts an unparseable gold as correct) gets 0.0.
+
+    >>> length_reward(["\\boxed{1}", "so \\boxed{1}", "long long \\boxed{2}"], solution=["1", "1", "1"])
+    [0.5, 0.2, -0.5]
     """
     texts = _texts(completions)
-    correct = _correct(completions, solution)
+    scores = score_batch(list(solution), texts)
+    unjudged = sum(s is None for s in scores)
+    STATS.add(len(scores) - unjudged, unjudged)
+    if callable(kwargs.get("log_metric")) and scores:
+        kwargs["log_metric"]("rewards/unjudged", unjudged / len(scores))
     lengths = [len(t) for t in texts]
-    lo, hi = min(lengths), max(lengths)
+    lo, hi = min(lengths, default=0), max(lengths, default=0)
     if hi == lo:
         return [0.0] * len(texts)
     out = []
-    for n, ok in zip(lengths, correct):
+    for n, score in zip(lengths, scores):
         lam = 0.5 - (n - lo) / (hi - lo)
-        out.append(float(lam if ok else min(0.0, lam)))
+        out.append(0.0 if score is None else float(lam if score == 1.0 else min(0.0, lam)))
     return out
 
 
-def make_cosine_scaled_reward(min_value_wrong: float = -1.0, max_value_wrong: float = -0.5,
-                              min_value_correct: float = 0.5, max_value_correct: float = 1.0, max_len: int = 1000):
+class CosineScaledReward:
     r"""open-r1's ``get_cosine_scaled_reward``: correctness scaled by length on a cosine.
 
-    With p = len/max_len (characters) and c = cos(π·p): correct answers get
-    min_c + ½(max_c − min_c)(1 + c), so shorter correct ones earn more; wrong answers get
-    max_w + ½(min_w − max_w)(1 + c), so longer wrong ones are penalised less. Tina's Open-RS3
-    recipe uses max_len 3584.
+    With p = L / max_len (L in characters, as open-r1 counts) and c = cos(π·p): a correct answer
+    gets min_c + ½(max_c − min_c)(1 + c), so shorter correct ones earn more; a wrong one gets
+    max_w + ½(min_w − max_w)(1 + c), so longer wrong ones are penalised less. As in open-r1, p is
+    not clipped at 1: past max_len the cosine turns back up. Not judged: 0.0.
 
     >>> f = make_cosine_scaled_reward(max_len=100)
     >>> [round(x, 3) for x in f(["\\boxed{2}", "\\boxed{3}"], solution=["2", "2"])]
     [0.99, -0.99]
     """
-    @_safe("cosine")
-    def cosine_scaled_reward(completions, solution, **kwargs) -> list[float]:
+
+    __name__ = "cosine"
+
+    def __init__(self, min_value_wrong: float = -1.0, max_value_wrong: float = -0.5,
+                 min_value_correct: float = 0.5, max_value_correct: float = 1.0, max_len: int = 1000):
+        if max_len <= 0:
+            raise ValueError(f"max_len must be positive, got {max_len}")
+        self.min_value_wrong, self.max_value_wrong = min_value_wrong, max_value_wrong
+        self.min_value_correct, self.max_value_correct = min_value_correct, max_value_correct
+        self.max_len = max_len
+
+    def __call__(self, completions, solution=None, **kwargs) -> list[float]:
+        return _never_raises("cosine", needs_solution=True)(self._score)(completions, solution=solution, **kwargs)
+
+    def _score(self, completions, solution, **kwargs) -> list[float]:
+        texts = _texts(completions)
+        scores = score_batch(list(solution), texts)
+        unjudged = sum(s is None for s in scores)
+        STATS.add(len(scores) - unjudged, unjudged)
+        if callable(kwargs.get("log_metric")) and scores:
+            kwargs["log_metric"]("rewards/unjudged", unjudged / len(scores))
         out = []
-        for t, ok in zip(_texts(completions), _correct(completions, solution)):
-            c = math.cos(min(1.0, len(t) / max_len) * math.pi)
-            lo, hi = (min_value_correct, max_value_correct) if ok else (max_value_wrong, min_value_wrong)
+        for t, score in zip(texts, scores):
+            if score is None:
+                out.append(0.0)
+                continue
+            c = math.cos(len(t) / self.max_len * math.pi)
+            if score == 1.0:
+                lo, hi = self.min_value_correct, self.max_value_correct
+            else:  # open-r1 swaps min and max for wrong answers
+                lo, hi = self.max_value_wrong, self.min_value_wrong
             out.append(float(lo + 0.5 * (hi - lo) * (1.0 + c)))
         return out
 
-    return cosine_scaled_reward
+    def __repr__(self) -> str:
+        return (f"make_cosine_scaled_reward({self.min_value_wrong}, {self.max_value_wrong}, "
+                f"{self.min_value_correct}, {self.max_value_correct}, max_len={self.max_len})")
 
 
-def make_repetition_penalty_reward(ngram_size: int, max_penalty: float):
-    r"""open-r1's ``get_repetition_penalty_reward`` (Yeo et al. 2025, App. C.2): with the completion's
-    word n-grams, reward = (1 − distinct/total)·max_penalty; 0 for empty or too-short text.
+def make_cosine_scaled_reward(min_value_wrong: float = -1.0, max_value_wrong: float = -0.5,
+                              min_value_correct: float = 0.5, max_value_correct: float = 1.0,
+                              max_len: int = 1000) -> CosineScaledReward:
+    """open-r1's cosine-scaled reward (defaults as open-r1), named ``cosine``; see :class:`CosineScaledReward`."""
+    return CosineScaledReward(min_value_wrong, max_value_wrong, min_value_correct, max_value_correct, max_len)
 
-    >>> f = make_repetition_penalty_reward(2, -1.0)
-    >>> f(["a b a b a b", "a b c d"])
-    [-0.6, 0.0]
+
+class RepetitionPenaltyReward:
+    r"""open-r1's ``get_repetition_penalty_reward`` (Yeo et al. 2025, arXiv:2502.03373, App. C.2).
+
+    Over the completion's lower-cased, whitespace-split word n-grams:
+    (1 − distinct/total)·max_penalty; 0 for an empty text or fewer words than ``ngram_size``.
+
+    >>> make_repetition_penalty_reward(2, -1.0)(["a b a b a b", "a b c d", ""])
+    [-0.6, 0.0, 0.0]
     """
-    if max_penalty > 0:
-        raise ValueError(f"max_penalty {max_penalty} should not be positive")
 
-    @_safe("repetition_penalty")
-    def repetition_penalty_reward(completions, **kwargs) -> list[float]:
+    __name__ = "repetition_penalty"
+
+    def __init__(self, ngram_size: int, max_penalty: float):
+        if max_penalty > 0:
+            raise ValueError(f"max_penalty {max_penalty} should not be positive")
+        if ngram_size < 1:
+            raise ValueError(f"ngram_size must be at least 1, got {ngram_size}")
+        self.ngram_size, self.max_penalty = ngram_size, max_penalty
+
+    def __call__(self, completions, **kwargs) -> list[float]:
+        return _never_raises("repetition_penalty")(self._score)(completions)
+
+    def _score(self, completions) -> list[float]:
         out = []
         for t in _texts(completions):
             words = t.lower().split()
-            if len(words) < ngram_size:
+            if len(words) < self.ngram_size:
                 out.append(0.0)
                 continue
-            grams = list(zip(*[words[i:] for i in range(ngram_size)]))
-            out.append(float((1 - len(set(grams)) / len(grams)) * max_penalty) + 0.0)  # no -0.0
+            grams = list(zip(*[words[i:] for i in range(self.ngram_size)]))
+            out.append((1 - len(set(grams)) / len(grams)) * self.max_penalty + 0.0)  # + 0.0: no -0.0
         return out
 
-    return repetition_penalty_reward
+    def __repr__(self) -> str:
+        return f"make_repetition_penalty_reward({self.ngram_size}, {self.max_penalty})"
 
 
-def make_soft_overlong_punishment(max_completion_len: int, soft_punish_cache: int):
-    r"""DAPO's soft overlong punishment (Yu et al. 2025, eq. 13), on completion tokens:
-    0 up to L_max − L_cache, then (L_max − L_cache − |y|)/L_cache down to −1 at L_max, −1 beyond.
+def make_repetition_penalty_reward(ngram_size: int, max_penalty: float) -> RepetitionPenaltyReward:
+    """open-r1's n-gram repetition penalty, named ``repetition_penalty``; see :class:`RepetitionPenaltyReward`."""
+    return RepetitionPenaltyReward(ngram_size, max_penalty)
+
+
+class SoftOverlongPunishment:
+    r"""DAPO's soft overlong punishment (Yu et al. 2025, arXiv:2503.14476, eq. 13), as open-r1 and
+    TRL's ``get_soft_overlong_punishment`` implement it, on completion tokens |y|:
+
+    0 when |y| ≤ L_max − L_cache; (L_max − L_cache − |y|)/L_cache up to L_max; −1 beyond.
+    Lengths come from TRL's ``completion_ids``; without them, whitespace-split words stand in.
 
     >>> f = make_soft_overlong_punishment(100, 20)
     >>> f([""] * 3, completion_ids=[[1] * 50, [1] * 90, [1] * 120])
     [0.0, -0.5, -1.0]
     """
-    @_safe("soft_overlong")
-    def soft_overlong_punishment(completions, completion_ids=None, **kwargs) -> list[float]:
+
+    __name__ = "soft_overlong"
+
+    def __init__(self, max_completion_len: int, soft_punish_cache: int):
+        if not 0 < soft_punish_cache <= max_completion_len:
+            raise ValueError(f"need 0 < soft_punish_cache ({soft_punish_cache}) <= "
+                             f"max_completion_len ({max_completion_len})")
+        self.max_completion_len, self.soft_punish_cache = max_completion_len, soft_punish_cache
+
+    def __call__(self, completions, completion_ids=None, **kwargs) -> list[float]:
+        return _never_raises("soft_overlong")(self._score)(completions, completion_ids)
+
+    def _score(self, completions, completion_ids) -> list[float]:
         lengths = [len(ids) for ids in completion_ids] if completion_ids is not None else \
             [len(t.split()) for t in _texts(completions)]
-        start = max_completion_len - soft_punish_cache
-        out = []
-        for n in lengths:
-            if n <= start:
-                out.append(0.0)
-            elif n <= max_completion_len:
-                out.append((start - n) / soft_punish_cache)
-            else:
-                out.append(-1.0)
-        return out
+        start = self.max_completion_len - self.soft_punish_cache
+        return [0.0 if n <= start else (start - n) / self.soft_punish_cache if n <= self.max_completion_len
+                else -1.0 for n in lengths]
 
-    return soft_overlong_punishment
+    def __repr__(self) -> str:
+        return f"make_soft_overlong_punishment({self.max_completion_len}, {self.soft_punish_cache})"
+
+
+def make_soft_overlong_punishment(max_completion_len: int, soft_punish_cache: int) -> SoftOverlongPunishment:
+    """DAPO's soft overlong punishment, named ``soft_overlong``; see :class:`SoftOverlongPunishment`."""
+    return SoftOverlongPunishment(max_completion_len, soft_punish_cache)
 
 
 @dataclass(frozen=True)
@@ -252,28 +408,35 @@ class Preset:
     source: str
 
     def describe(self) -> str:
+        """``"0.2·format + 1·accuracy"``."""
         return " + ".join(f"{w:g}·{f.__name__}" for f, w in zip(self.funcs, self.weights))
 
 
-def _presets() -> dict[str, Preset]:
-    return {
-        "micro_budget": Preset("micro_budget", (format_reward, accuracy_reward), (0.2, 1.0),
-                               "Khan et al., Plasticity vs. Rigidity (micro-budget): R = 0.2·format + accuracy"),
-        "tina": Preset("tina", (accuracy_reward, format_reward), (2.0, 1.0),
-                       "Wang et al., Tina, Table 6: accuracy 2, format 1"),
-        "tina_cosine": Preset("tina_cosine", (make_cosine_scaled_reward(max_len=3584), format_reward), (2.0, 1.0),
-                              "Wang et al., Tina, Table 6 (Open-RS3): cosine 2, format 1, max_len 3584"),
-    }
+_PRESETS = {  # name -> (reward names, weights, source)
+    "micro_budget": (("format", "accuracy"), (0.2, 1.0),
+                     "Khan et al., Plasticity vs. Rigidity (the micro-budget paper): R = 0.2·format + 1.0·accuracy"),
+    "tina": (("accuracy", "format"), (2.0, 1.0),
+             "Wang et al., Tina: Tiny Reasoning Models via LoRA, Table 6: accuracy 2, format 1"),
+    "tina_cosine": (("cosine", "format"), (2.0, 1.0),
+                    "Wang et al., Tina, Table 6 (Open-RS3 row): cosine 2, format 1, cosine max_len 3584"),
+}
+PRESETS = tuple(_PRESETS)
 
 
-PRESETS = tuple(_presets())
+def preset(name: str, *, prompt_opens_think: bool | None = None) -> Preset:
+    """The named preset (``--rewards NAME``). ``prompt_opens_think`` fixes how ``format`` treats a
+    ``<think>`` put in the prompt by the chat template (see :func:`chat_template_opens_think`);
+    None reads each prompt.
 
+    >>> p = preset("micro_budget")
+    >>> p.describe(), p.weights
+    ('0.2·format + 1·accuracy', (0.2, 1.0))
+    """
+    if name not in _PRESETS:
+        from budgetreason.errors import BudgetError
 
-def preset(name: str) -> Preset:
-    """A named preset (``--rewards NAME``)."""
-    from budgetreason.errors import BudgetError
-
-    presets = _presets()
-    if name not in presets:
-        raise BudgetError(f"Unknown reward preset '{name}'. Known: {', '.join(presets)}.")
-    return presets[name]
+        raise BudgetError(f"Unknown reward preset '{name}'. Known: {', '.join(PRESETS)}.")
+    names, weights, source = _PRESETS[name]
+    funcs = {"accuracy": accuracy_reward, "cosine": make_cosine_scaled_reward(max_len=3584),
+             "format": format_reward if prompt_opens_think is None else make_format_reward(prompt_opens_think)}
+    return Preset(name, tuple(funcs[n] for n in names), weights, source)

@@ -286,7 +286,7 @@ def _train_once(run: ResolvedRun, extra_callbacks: list, console) -> RunResult:
     prepared = _load_data(cfg, loaded.tokenizer)
     from budgetreason.rewards import preset
 
-    rewards = preset(cfg.rewards)
+    rewards = preset(cfg.rewards, prompt_opens_think=_template_opens_think(loaded.tokenizer, prepared.train))
     state = RunState(folder=folder, clock=clock, save_minutes=cfg.save_minutes)
     cbs = [BudgetCallback(state), MetricsCallback(state, [f.__name__ for f in rewards.funcs]),
            HealthCallback(state, console=console)]
@@ -324,6 +324,14 @@ def _train_once(run: ResolvedRun, extra_callbacks: list, console) -> RunResult:
     if reason in ("interrupted", "terminated"):
         raise KeyboardInterrupt(f"stopped on request; checkpoint saved in {folder.path}")
     return result
+
+
+def _template_opens_think(tokenizer, dataset) -> bool:
+    """Whether the chat template ends the generation prompt with <think> (DeepSeek-R1 distills do)."""
+    if len(dataset) == 0:
+        return False
+    text = tokenizer.apply_chat_template(dataset[0]["prompt"], add_generation_prompt=True, tokenize=False)
+    return text.rstrip().endswith("<think>")
 
 
 def _cost(run: ResolvedRun, elapsed_s: float) -> float | None:

@@ -52,6 +52,25 @@ def test_format_reward_when_the_prompt_opens_think():
     assert format_reward(["2+2=4\n</think>\n\\boxed{4}"], prompts=[prompt]) == [1.0]
     assert format_reward(["2+2=4\n</think>\n\\boxed{4}"], prompts=["plain prompt"]) == [0.0]
     assert format_reward(["\\boxed{4}"], prompts=[prompt]) == [0.0]
+    # chat-message prompts: the reward cannot see the rendering, so the preset is built for the template
+    msgs_prompt = [[{"role": "user", "content": "What is 2+2?"}]]
+    opened = preset("micro_budget", prompt_opens_think=True).funcs[0]
+    assert opened.__name__ == "format"
+    assert opened(["2+2=4\n</think>\n\\boxed{4}"], prompts=msgs_prompt) == [1.0]
+    assert format_reward(["2+2=4\n</think>\n\\boxed{4}"], prompts=msgs_prompt) == [0.0]
+
+
+def test_training_detects_templates_that_open_think():
+    from transformers import AutoTokenizer
+
+    from budgetreason.models import tiny_model_dir
+    from budgetreason.training import _template_opens_think
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir())
+    rows = [{"prompt": [{"role": "user", "content": "hi"}]}]
+    assert _template_opens_think(tok, rows) is False
+    tok.chat_template = tok.chat_template.replace("'<|im_start|>assistant\\n'", "'<|im_start|>assistant\\n<think>\\n'")
+    assert _template_opens_think(tok, rows) is True
 
 
 def test_tag_count_matches_open_r1():
