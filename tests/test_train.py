@@ -204,7 +204,8 @@ def test_ctrl_c_saves_a_checkpoint(tmp_path):
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=120)
-    assert proc.returncode != 0
+    assert proc.returncode == 130
+    assert "stopped on request; checkpoint saved" in proc.stderr.read().decode()
     ckpt = RunFolder(out).latest_complete_checkpoint()
     assert ckpt is not None and int(ckpt.name.split("-")[1]) >= 2
     assert json.loads((out / "summary.json").read_text())["stop_reason"] == "interrupted"
@@ -218,3 +219,26 @@ def test_budget_usd_converts_with_the_gpu_price():
         RunConfig(budget_hours=1, budget_usd=1)
     run = resolve(RunConfig(model="tiny-arith", gpu="a40", backend="hf", budget_usd=3.0))
     assert run.config.budget_hours == pytest.approx(3.0 / 0.30)
+
+
+def test_validation_during_training_writes_val_accuracy(tmp_path):
+    out = tmp_path / "run"
+    r = run_cli("train", "--model", "tiny-arith", "--max-steps", "4", "--output", str(out), "--no-progress",
+                "--val-every", "2", "--val-benchmark", "arith", "--val-size", "8")
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = metrics(out)
+    assert "val_initial/accuracy" in rows[0]
+    assert [row["step"] for row in rows if "val/accuracy" in row] == [2, 4]
+    assert all(0 <= row["val/accuracy"] <= 1 for row in rows if "val/accuracy" in row)
+
+
+def test_resume_flag_continues_the_saved_run_with_a_larger_budget(tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("train", "--model", "tiny-arith", "--max-steps", "3", "--save-steps", "3", "--rank", "8",
+                   "--output", str(out), "--no-progress").returncode == 0
+    r = run_cli("train", "--resume", str(out), "--max-steps", "5", "--no-progress")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [row["step"] for row in metrics(out)] == [1, 2, 3, 4, 5]
+    assert yaml.safe_load((out / "config.yaml").read_text())["lora_rank"] == 8  # the saved run, not the defaults
+    r = run_cli("train", "--resume", str(tmp_path / "nothing-here"))
+    assert r.returncode == 2 and "no budgetreason run there" in r.stderr
