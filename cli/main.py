@@ -68,11 +68,7 @@ def main() -> None:
             raise
         typer.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)
-    except KeyboardInterrupt as e:
-        if _state["verbose"] or os.environ.get("BUDGETREASON_DEBUG"):
-            raise
-        typer.echo(f"stopped: {e}" if str(e) else "stopped.", err=True)
-        sys.exit(130)
+
 
 
 if __name__ == "__main__":

@@ -50,17 +50,22 @@ def train_cmd(
     if resume:
         base = train_overrides_from_folder(resume)
         output = output or resume
-    result = train(
-        base, model=model, dataset=dataset, data_path=data, problem_column=problem_column,
-        answer_column=answer_column, gpu=None if gpu == "auto" and resume else gpu, vram_gb=vram_gb,
-        budget_hours=hours, budget_usd=budget_usd, max_steps=max_steps, lora_rank=rank, lora_alpha=alpha,
-        num_generations=k, per_device_train_batch_size=batch, gradient_accumulation_steps=grad_accum,
-        max_prompt_length=max_prompt, max_completion_length=max_completion, load_in_4bit=load_in_4bit,
-        vllm_gpu_memory_utilization=vllm_share, vllm_standby=standby, lora_target_modules=targets,
-        learning_rate=lr, loss=loss, beta=beta, temperature=temperature, rewards=rewards, save_steps=save_steps,
-        save_minutes=save_minutes, output=output, overwrite=overwrite or None, seed=seed, backend=backend,
-        report_to=report_to, oom_retries=oom_retries, val_every=val_every, val_benchmark=val_benchmark,
-        val_size_benchmark=val_size, val_data=val_data, progress=False if no_progress else None,
+    overrides = dict(
+        model=model, dataset=dataset, data_path=data, problem_column=problem_column, answer_column=answer_column,
+        gpu=None if gpu == "auto" and resume else gpu, vram_gb=vram_gb, budget_hours=hours, budget_usd=budget_usd,
+        max_steps=max_steps, lora_rank=rank, lora_alpha=alpha, num_generations=k, per_device_train_batch_size=batch,
+        gradient_accumulation_steps=grad_accum, max_prompt_length=max_prompt, max_completion_length=max_completion,
+        load_in_4bit=load_in_4bit, vllm_gpu_memory_utilization=vllm_share, vllm_standby=standby,
+        lora_target_modules=targets, learning_rate=lr, loss=loss, beta=beta, temperature=temperature, rewards=rewards,
+        save_steps=save_steps, save_minutes=save_minutes, output=output, overwrite=overwrite or None, seed=seed,
+        backend=backend, report_to=report_to, oom_retries=oom_retries, val_every=val_every,
+        val_benchmark=val_benchmark, val_size_benchmark=val_size, val_data=val_data,
+        progress=False if no_progress else None,
     )
+    try:
+        result = train(base, **overrides)
+    except KeyboardInterrupt as e:  # the run saved a checkpoint first (budgetreason.callbacks.GracefulStop)
+        typer.echo(f"stopped: {e}" if str(e) else "stopped.", err=True)
+        raise typer.Exit(130) from None
     typer.echo(f"{result.stop_reason}: {result.steps} steps in {result.elapsed_s / 60:.1f} min; "
                f"run folder {result.output} (adapter in {result.output}/adapter)")
