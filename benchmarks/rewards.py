@@ -1,10 +1,15 @@
 """Reward throughput: budgetreason's batch scorer against plain sequential Math-Verify, same inputs, same run.
 
-    python benchmarks/rewards.py [--n 512] [--seed 0]
+    python benchmarks/rewards.py [--problems 64] [--group 8] [--seed 0]
 
-Builds a realistic mix in-process (no downloads): chains of thought of 1-8 kB ending in
-MATH-style answers (integers, fractions, radicals, intervals, tuples, expressions), about half
-of them correct, a few with no answer. Prints a Markdown table for docs/rewards.md.
+Builds a realistic mix in-process (no downloads), shaped like a GRPO step: ``--problems`` MATH-style
+problems with ``--group`` sampled completions each. A completion is a 1-8 kB chain of thought (prose,
+inline arithmetic, sometimes a provisional box inside ``<think>``) ending in a boxed answer written
+in another surface form than the gold (``0.75`` for ``\\frac{3}{4}``, ``(1, 2]`` for ``(1,2]``), a
+wrong answer, or no answer. Answers within a group repeat, as sampled answers do. Every completion
+carries its intended verdict, so the table also shows how often each scorer agrees with it.
+
+Prints a Markdown table for docs/rewards.md.
 """
 
 from __future__ import annotations
@@ -14,71 +19,157 @@ import os
 import platform
 import random
 import time
+from fractions import Fraction
 
-ANSWERS = [  # (gold, a correct form, a wrong form)
-    ("\\frac{3}{4}", "0.75", "\\frac{4}{3}"), ("12", "12", "13"), ("\\sqrt{2}", "\\sqrt 2", "2"),
-    ("(1,2]", "(1, 2]", "[1,2]"), ("x^2+1", "1+x^2", "x^2-1"), ("2\\pi", "2 \\pi", "\\pi"),
-    ("(3, 4)", "(3,4)", "(4,3)"), ("\\frac{\\sqrt{3}}{2}", "\\frac{1}{2}\\sqrt{3}", "\\sqrt{3}"),
-    ("50\\%", "50", "25\\%"), ("-7", "-7", "7"), ("\\{1,2,3\\}", "\\{3,2,1\\}", "\\{1,2\\}"),
-    ("204", "204", "2040"), ("\\frac{1}{6}", "\\dfrac{1}{6}", "\\frac{1}{5}"), ("3\\sqrt{5}", "\\sqrt{45}", "5\\sqrt{3}"),
-]
+
+def _answer(rng: random.Random) -> tuple[str, list[str], list[str]]:
+    """(gold, correct surface forms, wrong answers) for one random MATH-style answer."""
+    kind = rng.choice(["int", "frac", "decimal", "sqrt", "interval", "tuple", "poly", "set", "percent", "pi", "vector"])
+    a, b, c = rng.randint(2, 40), rng.randint(2, 40), rng.randint(1, 9)
+    if kind == "int":
+        n = rng.randint(-500, 5000)
+        return str(n), [str(n), f"{n}.0", f"{n:,}"], [str(n + c), str(-n - 1)]
+    if kind == "frac":
+        f = Fraction(a, b + 1) if Fraction(a, b + 1).denominator > 1 else Fraction(a, a + 1)
+        p, q = f.numerator, f.denominator
+        return f"\\frac{{{p}}}{{{q}}}", [f"{p}/{q}", f"\\dfrac{{{p}}}{{{q}}}", f"\\frac{{{2 * p}}}{{{2 * q}}}"], \
+            [f"\\frac{{{q}}}{{{p}}}", f"\\frac{{{p + 1}}}{{{q}}}"]
+    if kind == "decimal":
+        x = Fraction(rng.randint(1, 400), 8)
+        return f"{float(x)}", [f"\\frac{{{x.numerator}}}{{{x.denominator}}}", f"{float(x)}0"], [f"{float(x) + 0.5}"]
+    if kind == "sqrt":
+        k, c = rng.choice([2, 3, 5, 6, 7]), c + 1  # c ≥ 2, so that √k is a wrong answer
+        return f"{c}\\sqrt{{{k}}}", [f"\\sqrt{{{c * c * k}}}", f"{c} \\sqrt {k}"], \
+            [f"{c + 1}\\sqrt{{{k}}}", f"\\sqrt{{{k}}}"]
+    if kind == "interval":
+        lo, hi = -a, b
+        return f"({lo},{hi}]", [f"({lo}, {hi}]", f"\\left({lo}, {hi}\\right]"], [f"[{lo},{hi}]", f"({lo},{hi})"]
+    if kind == "tuple":
+        return f"({a}, {-b})", [f"({a},{-b})", f"\\left({a}, {-b}\\right)"], [f"({-b}, {a})", f"({a}, {b})"]
+    if kind == "poly":
+        return f"x^2+{a}x+{c}", [f"{c}+{a}x+x^2", f"x^{{2}} + {a} x + {c}"], [f"x^2+{a}x-{c}", f"x^2+{a + 1}x+{c}"]
+    if kind == "set":
+        xs = sorted(rng.sample(range(-9, 20), 3))
+        return "\\{" + ",".join(map(str, xs)) + "\\}", ["\\{" + ", ".join(map(str, xs[::-1])) + "\\}"], \
+            ["\\{" + ",".join(map(str, xs[:2])) + "\\}"]
+    if kind == "percent":
+        return f"{a}\\%", [f"{a}", f"{a} \\%"], [f"{a + c}\\%"]
+    if kind == "pi":
+        return f"\\frac{{{c}\\pi}}{{{b}}}", [f"{c}\\pi/{b}", f"\\frac{{{c}}}{{{b}}}\\pi"], [f"\\frac{{{c}}}{{{b}}}"]
+    return (f"\\begin{{pmatrix}} {a} \\\\ {-c} \\end{{pmatrix}}", [f"\\begin{{pmatrix}}{a}\\\\{-c}\\end{{pmatrix}}"],
+            [f"\\begin{{pmatrix}} {-c} \\\\ {a} \\end{{pmatrix}}"])
+
+
 WORDS = ("we have so then note that substituting gives hence the equation becomes simplify both sides "
-         "consider the case where it follows that therefore").split()
+         "consider the case where it follows that therefore wait let me check again").split()
 
 
-def make_mix(n: int, seed: int) -> tuple[list[str], list[str]]:
+def _chain_of_thought(rng: random.Random) -> str:
+    steps = []
+    for _ in range(rng.randint(15, 110)):
+        a, b = rng.randint(2, 99), rng.randint(2, 99)
+        steps.append(" ".join(rng.choices(WORDS, k=rng.randint(5, 12)))
+                     + rng.choice([f" ${a} \\cdot {b} = {a * b}$.", f" $\\frac{{{a}}}{{{b}}}$, and {a}+{b}={a + b}.",
+                                   f" so $x^2 - {a}x + {b} = 0$.", f" \\[ {a}^2 = {a * a} \\]"]))
+    if rng.random() < 0.3:
+        steps.insert(rng.randrange(len(steps)), f"maybe the answer is \\boxed{{{rng.randint(1, 99)}}}? no.")
+    return "<think>\n" + "\n".join(steps) + "\n</think>\n"
+
+
+def make_mix(problems: int, group: int, seed: int) -> tuple[list[str], list[str], list[bool]]:
+    """(golds, completions, intended verdicts) for ``problems`` × ``group`` completions."""
     rng = random.Random(seed)
-    golds, texts = [], []
-    for _ in range(n):
-        gold, right, wrong = rng.choice(ANSWERS)
-        steps = []
-        for _ in range(rng.randint(15, 120)):
-            a, b = rng.randint(2, 99), rng.randint(2, 99)
-            steps.append(" ".join(rng.choices(WORDS, k=8)) + f" ${a} \\cdot {b} = {a * b}$, and $\\frac{{{a}}}{{{b}}}$.")
-        r = rng.random()
-        tail = f"\\boxed{{{right}}}" if r < 0.5 else (f"\\boxed{{{wrong}}}" if r < 0.95 else "I am not sure.")
-        golds.append(gold)
-        texts.append("<think>\n" + "\n".join(steps) + "\n</think>\nThe final answer is " + tail)
-    return golds, texts
+    golds, texts, labels = [], [], []
+    for _ in range(problems):
+        gold, right, wrong = _answer(rng)
+        sampled = [(rng.choice(right), True) for _ in range(rng.randint(1, 2))] + \
+                  [(rng.choice(wrong), False) for _ in range(rng.randint(1, 2))]  # a group's distinct answers
+        for _ in range(group):
+            if rng.random() < 0.05:
+                answer, ok, tail = None, False, "I could not finish the computation."
+            else:
+                answer, ok = rng.choice(sampled)
+                tail = rng.choice(["The final answer is $\\boxed{%s}$.", "Therefore, \\boxed{%s}",
+                                   "**Final Answer**\n\\[\n\\boxed{%s}\n\\]"]) % answer
+            golds.append(gold)
+            texts.append(_chain_of_thought(rng) + tail)
+            labels.append(ok)
+    return golds, texts, labels
 
 
 def plain_math_verify(golds: list[str], texts: list[str]) -> list[bool]:
-    """What a reward written straight on Math-Verify does (open-r1's accuracy_reward): parse both, verify."""
+    """Math-Verify as its README shows it: parse the gold and the whole completion, verify, in sequence."""
+    from math_verify import parse, verify
+
+    return [verify(parse(f"${g}$"), parse(t)) for g, t in zip(golds, texts)]
+
+
+def open_r1_reward(golds: list[str], texts: list[str]) -> list[bool]:
+    """open-r1's accuracy_reward configuration (boxed first, no extraction without an anchor), in sequence."""
+    from latex2sympy2_extended import NormalizationConfig
     from math_verify import LatexExtractionConfig, parse, verify
 
+    config = [LatexExtractionConfig(
+        normalization_config=NormalizationConfig(nits=False, malformed_operators=False, basic_latex=True,
+                                                 equations=True, boxed="all", units=True),
+        boxed_match_priority=0, try_extract_without_anchor=False)]
     out = []
-    for gold, text in zip(golds, texts):
-        g = parse(f"${gold}$", extraction_config=[LatexExtractionConfig()])
-        p = parse(text, extraction_config=[LatexExtractionConfig(boxed_match_priority=0)])
-        out.append(bool(g) and bool(p) and verify(g, p))
+    for g, t in zip(golds, texts):
+        gold = parse(f"${g}$", extraction_mode="first_match", extraction_config=[LatexExtractionConfig()])
+        out.append(bool(gold) and verify(gold, parse(t, extraction_config=config, extraction_mode="first_match")))
     return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=512)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--problems", type=int, default=64)
+    ap.add_argument("--group", type=int, default=8, help="completions per problem (GRPO's num_generations)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    from budgetreason.verify import pool, score_batch
+    import logging
+    import warnings
 
-    golds, texts = make_mix(args.n, args.seed)
-    pool().map([("1", "1")])  # start the workers outside the timing (once per training run)
+    logging.disable(logging.WARNING)  # Math-Verify logs every timeout and deprecated option
+    warnings.filterwarnings("ignore")
+    from budgetreason.verify import clear_cache, default_processes, pool, score_batch, shutdown
+
+    golds, texts, labels = make_mix(args.problems, args.group, args.seed)
+    n = len(texts)
+    workers = default_processes()
     t0 = time.perf_counter()
-    ours = score_batch(golds, texts)
-    t_ours = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    plain = plain_math_verify(golds, texts)
-    t_plain = time.perf_counter() - t0
-    agree = sum(bool(a) == bool(b) for a, b in zip(ours, plain)) / len(golds)
-    kb = sum(len(t) for t in texts) / len(texts) / 1000
-    print(f"{args.n} completions, mean {kb:.1f} kB, {os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}, "
-          f"{pool().size} verifier workers, {time.strftime('%Y-%m-%d')}\n")
-    print("| scorer | seconds | completions/s |")
-    print("|---|---|---|")
-    print(f"| plain sequential Math-Verify (parse whole text, verify) | {t_plain:.2f} | {args.n / t_plain:.0f} |")
-    print(f"| budgetreason `score_batch` | {t_ours:.2f} | {args.n / t_ours:.0f} |")
-    print(f"\nspeed-up {t_plain / t_ours:.1f}×; verdicts agree on {agree:.1%} of completions "
-          f"(budgetreason judges only the answer after </think>, plain parsing may pick up other boxed or inline maths)")
+    pool().map([("1", "1.0")] * workers)  # start the workers (once per training run)
+    startup = time.perf_counter() - t0
+    plain_math_verify(golds[:1], texts[:1])  # import SymPy and build the parsers here too: a warm baseline
+    open_r1_reward(golds[:1], texts[:1])
+
+    rows = []
+    for name, processes, run in [
+        ("plain sequential Math-Verify (`parse` whole text, `verify`)", 0, lambda: plain_math_verify(golds, texts)),
+        ("open-r1 `accuracy_reward` configuration, sequential", 0, lambda: open_r1_reward(golds, texts)),
+        ("budgetreason `score_batch`, 1 worker process", 1, lambda: score_batch(golds, texts, processes=1)),
+        (f"budgetreason `score_batch`, {workers} worker processes", workers, lambda: score_batch(golds, texts)),
+    ]:
+        if processes:  # fresh workers and no remembered verdicts: nothing carried over from an earlier row
+            shutdown()
+            pool().map([("1", "1.0")] * processes, processes=processes)
+            clear_cache()
+        t0 = time.perf_counter()
+        verdicts = run()
+        seconds = time.perf_counter() - t0
+        agree = sum(bool(v == 1.0 or v is True) == ok for v, ok in zip(verdicts, labels)) / n
+        rows.append((name, seconds, agree))
+
+    kb = sum(map(len, texts)) / n / 1000
+    print(f"{n} completions ({args.problems} problems × {args.group}), mean {kb:.1f} kB; "
+          f"{os.cpu_count()} CPU cores ({platform.machine()}), Python {platform.python_version()}; "
+          f"{time.strftime('%Y-%m-%d')}; worker start-up {startup:.1f} s (once per run, not timed below)\n")
+    print("| scorer | seconds | completions/s | agrees with the intended verdict |")
+    print("|---|---:|---:|---:|")
+    for name, seconds, agree in rows:
+        print(f"| {name} | {seconds:.2f} | {n / seconds:.0f} | {agree:.1%} |")
+    base = rows[0][1]
+    print(f"\nSpeed-up over plain sequential Math-Verify: {base / rows[3][1]:.1f}× "
+          f"({base / rows[2][1]:.1f}× with one worker).")
 
 
 if __name__ == "__main__":

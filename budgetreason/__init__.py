@@ -27,6 +27,7 @@ _LAZY = {
     "demo": ("budgetreason.demonstration", "demo"),
     "detect_local_gpu": ("budgetreason.hardware", "detect_local_gpu"),
     "BudgetError": ("budgetreason.errors", "BudgetError"),
+    "answers_match": ("budgetreason.verify", "answers_match"),
 }
 
 

@@ -89,43 +89,53 @@ def _texts(completions) -> list[str]:
     return [completion_text(c) for c in completions]
 
 
-def _never_raises(name: str, needs_solution: bool = False):
-    """Give a reward its metric name and the promise that no completion makes it raise.
+def _guarded(fn, completions, *args) -> list[float]:
+    """Call a reward body so that no completion makes it raise.
 
-    An unexpected error scores every completion of the batch 0.0 and counts them as unjudged.
-    The function keeps its own ``__qualname__`` so pickle finds it by its module attribute.
+    An unexpected error scores every completion of the batch 0.0 and counts them as unjudged;
+    a verifier that cannot start at all is an environment fault and propagates.
     """
+    try:
+        return fn(completions, *args)
+    except (VerifierUnavailable, _MissingSolution):
+        raise
+    except Exception:  # a reward must not stop a training run over one odd batch
+        n = len(completions) if hasattr(completions, "__len__") else 0
+        STATS.add(0, n)
+        return [0.0] * n
+
+
+def _never_raises(name: str):
+    """Decorator: the metric name ``name`` and :func:`_guarded`'s promise. The function keeps its
+    ``__qualname__``, so pickle finds it by its module attribute."""
     def wrap(fn):
         @functools.wraps(fn)
         def reward(completions, *args, **kwargs):
-            if needs_solution and not args and kwargs.get("solution") is None:
-                raise TypeError(f"The '{name}' reward needs the gold answers as a `solution` dataset column.")
-            try:
-                return fn(completions, *args, **kwargs)
-            except VerifierUnavailable:
-                raise
-            except Exception:  # a reward must not stop a training run over one odd batch
-                n = len(completions) if hasattr(completions, "__len__") else 0
-                STATS.add(0, n)
-                return [0.0] * n
+            return _guarded(lambda c: fn(c, *args, **kwargs), completions)
         reward.__name__ = name
         return reward
     return wrap
 
 
-def _correct(completions, solution, kwargs) -> list[bool]:
-    """Math-Verify verdicts for a batch; unjudged ones count as not correct and are counted."""
+def _judge(name: str, completions, solution, kwargs) -> list[float | None]:
+    """Math-Verify scores for a batch (1.0, 0.0, None = not judged); counts and logs the unjudged."""
+    if solution is None:
+        raise _MissingSolution(f"The '{name}' reward needs the gold answers as a `solution` dataset column.")
     scores = score_batch(list(solution), list(completions))
     unjudged = sum(s is None for s in scores)
     STATS.add(len(scores) - unjudged, unjudged)
     log_metric = kwargs.get("log_metric")
     if callable(log_metric) and scores:
-        log_metric("rewards/unjudged", unjudged / len(scores))
-    return [s == 1.0 for s in scores]
+        log_metric("rewards/unjudged", unjudged / len(scores))  # TRL averages it per logging step
+    return scores
 
 
-@_never_raises("accuracy", needs_solution=True)
-def accuracy_reward(completions, solution, **kwargs) -> list[float]:
+class _MissingSolution(TypeError):
+    """A configuration error (no gold column), not a completion's doing: it propagates."""
+
+
+@_never_raises("accuracy")
+def accuracy_reward(completions, solution=None, **kwargs) -> list[float]:
     r"""1.0 when the completion's final answer equals the gold answer, else 0.0.
 
     The final answer is the last ``\boxed{}`` after ``</think>`` when the completion has one,
@@ -138,7 +148,7 @@ def accuracy_reward(completions, solution, **kwargs) -> list[float]:
     >>> accuracy_reward(["<think>3+4</think> \\boxed{7}", "\\boxed{8}"], solution=["7", "7"])
     [1.0, 0.0]
     """
-    return [1.0 if ok else 0.0 for ok in _correct(completions, solution, kwargs)]
+    return [1.0 if s == 1.0 else 0.0 for s in _judge("accuracy", completions, solution, kwargs)]
 
 
 def _opens_think(prompt) -> bool:
@@ -185,7 +195,7 @@ class ThinkFormatReward:
         self.prompt_opens_think = prompt_opens_think
 
     def __call__(self, completions, prompts=None, **kwargs) -> list[float]:
-        return _never_raises("format")(_format_scores)(completions, prompts, self.prompt_opens_think)
+        return _guarded(_format_scores, completions, prompts, self.prompt_opens_think)
 
     def __repr__(self) -> str:
         return f"make_format_reward(prompt_opens_think={self.prompt_opens_think})"
@@ -230,8 +240,8 @@ def reasoning_steps_reward(completions, **kwargs) -> list[float]:
     return [min(1.0, len(REASONING_STEPS.findall(t)) / 3) for t in _texts(completions)]
 
 
-@_never_raises("length", needs_solution=True)
-def length_reward(completions, solution, **kwargs) -> list[float]:
+@_never_raises("length")
+def length_reward(completions, solution=None, **kwargs) -> list[float]:
     r"""open-r1's ``len_reward`` (from Kimi 1.5, arXiv:2501.12599), relative within the batch.
 
     With L the completion's length in characters and Lmin, Lmax the batch's extremes,
@@ -243,11 +253,7 @@ def length_reward(completions, solution, **kwargs) -> list[float]:
     [0.5, 0.2, -0.5]
     """
     texts = _texts(completions)
-    scores = score_batch(list(solution), texts)
-    unjudged = sum(s is None for s in scores)
-    STATS.add(len(scores) - unjudged, unjudged)
-    if callable(kwargs.get("log_metric")) and scores:
-        kwargs["log_metric"]("rewards/unjudged", unjudged / len(scores))
+    scores = _judge("length", texts, solution, kwargs)
     lengths = [len(t) for t in texts]
     lo, hi = min(lengths, default=0), max(lengths, default=0)
     if hi == lo:
@@ -283,15 +289,11 @@ class CosineScaledReward:
         self.max_len = max_len
 
     def __call__(self, completions, solution=None, **kwargs) -> list[float]:
-        return _never_raises("cosine", needs_solution=True)(self._score)(completions, solution=solution, **kwargs)
+        return _guarded(self._score, completions, solution, kwargs)
 
-    def _score(self, completions, solution, **kwargs) -> list[float]:
+    def _score(self, completions, solution, kwargs) -> list[float]:
         texts = _texts(completions)
-        scores = score_batch(list(solution), texts)
-        unjudged = sum(s is None for s in scores)
-        STATS.add(len(scores) - unjudged, unjudged)
-        if callable(kwargs.get("log_metric")) and scores:
-            kwargs["log_metric"]("rewards/unjudged", unjudged / len(scores))
+        scores = _judge(self.__name__, texts, solution, kwargs)
         out = []
         for t, score in zip(texts, scores):
             if score is None:
@@ -337,7 +339,7 @@ class RepetitionPenaltyReward:
         self.ngram_size, self.max_penalty = ngram_size, max_penalty
 
     def __call__(self, completions, **kwargs) -> list[float]:
-        return _never_raises("repetition_penalty")(self._score)(completions)
+        return _guarded(self._score, completions)
 
     def _score(self, completions) -> list[float]:
         out = []
@@ -380,7 +382,7 @@ class SoftOverlongPunishment:
         self.max_completion_len, self.soft_punish_cache = max_completion_len, soft_punish_cache
 
     def __call__(self, completions, completion_ids=None, **kwargs) -> list[float]:
-        return _never_raises("soft_overlong")(self._score)(completions, completion_ids)
+        return _guarded(self._score, completions, completion_ids)
 
     def _score(self, completions, completion_ids) -> list[float]:
         lengths = [len(ids) for ids in completion_ids] if completion_ids is not None else \

@@ -16,7 +16,7 @@ Model output is untrusted text. Four rules keep checking it harmless and cheap:
    verifier subprocesses. Inside a worker an interval timer stops a check at ``timeout_s``; the
    parent also holds a wall-clock deadline (``timeout_s`` + :data:`GRACE_S`) and kills and
    replaces a worker that misses it, which covers C-level work no signal can interrupt
-   (``\\operatorname{zeros}(8000,8000)`` ran 4 s past a 1 s ``signal`` alarm here). Math-Verify's
+   (``\\operatorname{zeros}(8000,8000)`` took 4 s under a 1 s ``signal`` alarm here). Math-Verify's
    own ``signal.alarm`` timeouts work only in a main thread, and TRL runs ``async`` rewards, and
    its async GRPO loop runs every reward, off the main thread.
 4. **Memory is bounded per worker** (``RLIMIT_AS``, :data:`WORKER_MEMORY_MB`), so
@@ -45,6 +45,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict, deque
+from fractions import Fraction
 
 DEFAULT_TIMEOUT_S = 5.0
 #: Extra wall-clock time the parent allows a worker past ``timeout_s`` before killing it (pipes, load).
@@ -147,8 +148,9 @@ def _stated(region: str) -> str | None:
 def _bare(region: str) -> str | None:
     """The whole region when it is nothing but an answer ("0.75", "$\\frac34$", "(1,2]"), else None."""
     s = _strip_math(region)
-    if not s or len(s) > 200 or "\n" in s or _WORD.search(_COMMAND.sub("", s)):
-        return None
+    if not s or len(s) > 200 or "\n" in s or s.count("{") != s.count("}") or _BOXED.search(s) \
+            or _WORD.search(_COMMAND.sub("", s)):
+        return None  # prose, several lines, or a box left open: not a bare answer
     return s
 
 
@@ -228,12 +230,35 @@ def _integer(s: str) -> int | None:
     return None
 
 
-def fast_match(gold: str, pred: str) -> bool | None:
-    """Decide without SymPy when that is safe: identical after whitespace and markup, or two plain
-    integers. None means 'ask Math-Verify'.
+_RATIONAL = re.compile(r"(-?)(?:(\d{1,30}(?:\.\d{1,30})?)|(\d{1,30})/(\d{1,30})|\\frac\{(-?\d{1,30})\}\{(\d{1,30})\})")
 
-    >>> fast_match("1,000", "1000"), fast_match("12", "13"), fast_match("3/4", "0.75")
-    (True, False, None)
+
+def _rational(s: str) -> tuple[Fraction, bool] | None:
+    """A plain number ("-3", "0.75", "3/4", "\\frac{3}{4}") as (exact value, written with a decimal point)."""
+    m = _RATIONAL.fullmatch(s)
+    if not m:
+        return None
+    sign, number, num, den, tex_num, tex_den = m.groups()
+    if number is not None:
+        value = Fraction(number)
+    else:
+        num, den = (num, den) if num is not None else (tex_num, tex_den)
+        if int(den) == 0:
+            return None
+        value = Fraction(int(num), int(den))
+    return (-value if sign else value), number is not None and "." in number
+
+
+def fast_match(gold: str, pred: str) -> bool | None:
+    """Decide without SymPy where Math-Verify's verdict is certain; None means 'ask Math-Verify'.
+
+    Identical after whitespace and markup: equal. Two plain numbers (integers, decimals, ``a/b``,
+    ``\\frac{a}{b}``): equal when their exact values are (Math-Verify agrees, rounding or not);
+    different when they differ and neither is a decimal (its comparison is then exact) or they
+    differ by 1e-5 or more (it rounds decimals to 6 places). A test checks this against Math-Verify.
+
+    >>> fast_match("1,000", "1000"), fast_match("12", "13"), fast_match("3/4", "0.75"), fast_match("1/3", "0.333333")
+    (True, False, True, None)
     """
     g, p = _plain(gold), _plain(pred)
     if g and g == p:
@@ -241,6 +266,14 @@ def fast_match(gold: str, pred: str) -> bool | None:
     ig, ip = _integer(g), _integer(p)
     if ig is not None and ip is not None:
         return ig == ip
+    rg, rp = _rational(g), _rational(p)
+    if rg is None or rp is None:
+        return None
+    (vg, dg), (vp, dp) = rg, rp
+    if vg == vp:
+        return True
+    if not (dg or dp) or abs(vg - vp) >= Fraction(1, 100_000):
+        return False
     return None
 
 
@@ -250,6 +283,7 @@ class _JobTimeout(BaseException):
 
 
 _ARMED = False
+_GOLDS: dict[str, list] = {}  # parsed gold answers, in a worker (SymPy objects are immutable)
 
 
 def _on_alarm(signum, frame):
@@ -266,8 +300,13 @@ def _verify_here(gold: str, pred: str) -> bool | None:
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
     configs = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
-    gold_parsed = parse(f"${gold}$", configs, fallback_mode="no_fallback", parsing_timeout=None) \
-        or parse(gold, configs, fallback_mode="no_fallback", parsing_timeout=None)
+    gold_parsed = _GOLDS.get(gold)
+    if gold_parsed is None:  # a GRPO group checks several answers against one gold: parse it once
+        gold_parsed = parse(f"${gold}$", configs, fallback_mode="no_fallback", parsing_timeout=None) \
+            or parse(gold, configs, fallback_mode="no_fallback", parsing_timeout=None)
+        _GOLDS[gold] = gold_parsed
+        if len(_GOLDS) > 512:
+            del _GOLDS[next(iter(_GOLDS))]
     if not gold_parsed:
         return None
     pred_parsed = parse(f"\\boxed{{{pred}}}", configs, parsing_timeout=None) \
@@ -284,6 +323,7 @@ def _limit_resources(memory_mb: int) -> None:
 
         cap = memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a worker stopped by SIGXCPU leaves no core file
     except (ImportError, ValueError, OSError):
         pass  # not Linux: the parent's wall-clock deadline still holds
 
@@ -337,6 +377,10 @@ class VerifierUnavailable(RuntimeError):
     """No verifier worker could start: an environment problem, never caused by a completion."""
 
 
+class _GiveUp(Exception):
+    """Workers keep failing to start in the middle of a run: the call's remaining jobs go unjudged."""
+
+
 class _Worker:
     """One verifier subprocess: a fresh interpreter in its own session (a terminal's Ctrl-C does not reach it)."""
 
@@ -350,6 +394,7 @@ class _Worker:
         self.started = time.monotonic()
         self.ready = False
         self.buffer = b""
+        self.gold: str | None = None  # the gold of its last job, which it has parsed and remembers
 
     def fileno(self) -> int:
         return self.proc.stdout.fileno()
@@ -413,30 +458,34 @@ class VerifierPool:
                 self.workers.append(_Worker(self.memory_mb))
             try:
                 self._run(jobs, results, want, timeout_s)
-            except BaseException:
+            except BaseException as e:
                 for w in range(len(self.workers)):  # never leave a worker holding a job of an abandoned call
                     self._replace(w)
-                raise
+                if not isinstance(e, _GiveUp):
+                    raise
         return results
 
     def _run(self, jobs: list[tuple[str, str]], results: list, want: int, timeout_s: float) -> None:
         """Feed jobs to the first ``want`` workers; fill ``results`` in place."""
         import select
 
-        pending = deque(range(len(jobs)))
+        by_gold: dict[str, deque[int]] = {}  # pending jobs per gold: a worker keeps to one gold (parsed once)
+        for j, (gold, _) in enumerate(jobs):
+            by_gold.setdefault(gold, deque()).append(j)
         busy: dict[int, tuple[int, float, int]] = {}  # worker index -> (job index, deadline, message id)
         failed_starts = 0
-        while pending or busy:
+        while by_gold or busy:
             for w in range(want):  # hand a job to every ready, idle worker
                 worker = self.workers[w]
-                if pending and worker.ready and w not in busy:
-                    j = pending.popleft()
+                if by_gold and worker.ready and w not in busy:
+                    j = self._next_job(by_gold, worker, [jobs[b[0]][0] for b in busy.values()])
                     self._sent += 1
                     try:
                         worker.send({"i": self._sent, "g": jobs[j][0], "p": jobs[j][1], "t": timeout_s})
                         busy[w] = (j, time.monotonic() + timeout_s + GRACE_S, self._sent)
+                        worker.gold = jobs[j][0]
                     except OSError:  # died while idle: the job was never started, so retry it
-                        pending.appendleft(j)
+                        by_gold.setdefault(jobs[j][0], deque()).appendleft(j)
                         self._replace(w)
             now = time.monotonic()
             waits = [d for _, d, _ in busy.values()]
@@ -473,12 +522,26 @@ class VerifierPool:
                     failed_starts = self._failed_start(failed_starts, want)
                     self._replace(w)
 
+    @staticmethod
+    def _next_job(by_gold: dict[str, deque[int]], worker: _Worker, golds_in_progress: list[str]) -> int:
+        """The worker's current gold if it has jobs left, else a gold no other worker is on, else any."""
+        gold = worker.gold if worker.gold in by_gold else \
+            next((g for g in by_gold if g not in golds_in_progress), next(iter(by_gold)))
+        queue = by_gold[gold]
+        j = queue.popleft()
+        if not queue:
+            del by_gold[gold]
+        return j
+
     def _failed_start(self, failed: int, want: int) -> int:
+        """Count a worker that died or stalled before it was ready; stop retrying after a few."""
         failed += 1
-        if not self._ever_ready and failed >= want + 2:
-            raise VerifierUnavailable(
-                f"Verifier workers ({sys.executable}) exit before they are ready; check that "
-                f"`{sys.executable} -c 'import budgetreason.verify, math_verify'` works.")
+        if failed >= want + 2:
+            if not self._ever_ready:
+                raise VerifierUnavailable(
+                    f"Verifier workers ({sys.executable}) exit before they are ready; check that "
+                    f"`{sys.executable} -c 'import budgetreason.verify, math_verify'` works.")
+            raise _GiveUp  # they used to start: leave this call's remaining jobs unjudged, try afresh next call
         return failed
 
     def _replace(self, w: int) -> None:

@@ -27,7 +27,8 @@ CASES = {
         ("8", boxed("2^3"), True), ("999", boxed("998"), False), ("1000000", boxed("1,000,000"), True),
         ("1,000", boxed("1000"), True), ("2", boxed("\\frac{4}{2}"), True), ("-1", boxed("-(1)"), True),
         ("2^{10}", boxed("1024"), True), ("\\binom{5}{2}", boxed("10"), True), ("5!", boxed("120"), True),
-        ("|-3|", boxed("3"), True), ("3\\times 10^{5}", boxed("300000"), True), ("1.5 \\times 10^3", boxed("1500"), True),
+        ("|-3|", boxed("3"), True), ("3\\times 10^{5}", boxed("300000"), True),
+        ("1.5 \\times 10^3", boxed("1500"), True),
     ],
     "fractions": [
         ("3/4", boxed("\\frac{3}{4}"), True), ("3/4", boxed("\\dfrac{3}{4}"), True), ("3/4", boxed("\\tfrac34"), True),
@@ -35,11 +36,13 @@ CASES = {
         ("\\frac{1}{2}", boxed("0.5"), True), ("\\frac{1}{3}", boxed("0.333333"), True),
         ("\\frac{2}{3}", boxed("\\frac{3}{2}"), False), ("\\frac{1}{2}", boxed("\\frac{1}{3}"), False),
         ("-\\frac{1}{2}", boxed("\\frac{-1}{2}"), True), ("\\frac{7}{2}", boxed("3\\frac{1}{2}"), True),
-        ("2\\frac{1}{2}", boxed("2.5"), True), ("\\frac{5}{4}", boxed("1.25"), True), ("\\frac{1}{4}", boxed("0.2"), False),
+        ("2\\frac{1}{2}", boxed("2.5"), True), ("\\frac{5}{4}", boxed("1.25"), True),
+        ("\\frac{1}{4}", boxed("0.2"), False),
         ("\\frac{\\sqrt{3}}{2}", boxed("\\frac{1}{2}\\sqrt{3}"), True), ("\\frac{2}{4}", boxed("\\frac12"), True),
         ("5/2", boxed("2.5"), True), ("\\frac{1}{7}", boxed("0.142857"), True), ("\\frac{1}{7}", boxed("0.14"), False),
         ("-\\frac{3}{4}", boxed("-0.75"), True), ("\\frac{3}{4}", boxed("-\\frac{3}{4}"), False),
-        ("\\frac{9}{2}", boxed("4.5"), True), ("1/3", boxed("0.3"), False), ("\\dfrac{5}{6}", boxed("\\frac{5}{6}"), True),
+        ("\\frac{9}{2}", boxed("4.5"), True), ("1/3", boxed("0.3"), False),
+        ("\\dfrac{5}{6}", boxed("\\frac{5}{6}"), True),
     ],
     "decimals": [
         ("0.75", boxed("\\frac{3}{4}"), True), ("2.5", boxed("\\frac{5}{2}"), True), ("3.14", boxed("3.14"), True),
@@ -57,18 +60,22 @@ CASES = {
     "latex variants": [
         ("(1,2)", boxed("\\left( 1, 2 \\right)"), True), ("(2,3)", boxed("\\left(2,3\\right)"), True),
         ("[1,2]", boxed("\\left[1,2\\right]"), True), ("30^\\circ", boxed("30^\\circ"), True),
-        ("30^\\circ", boxed("30"), True), ("30^\\circ", boxed("30^{\\circ}"), True), ("45^\\circ", boxed("30^\\circ"), False),
+        ("30^\\circ", boxed("30"), True), ("30^\\circ", boxed("30^{\\circ}"), True),
+        ("45^\\circ", boxed("30^\\circ"), False),
         ("90", boxed("90^\\circ"), True), ("5", boxed("5\\text{ cm}"), True), ("12", boxed("12 \\text{ meters}"), True),
-        ("10", boxed("10\\text{ dollars}"), True), ("6", boxed("6 \\text{ cm}^2"), True), ("60", boxed("60\\,\\text{mph}"), True),
+        ("10", boxed("10\\text{ dollars}"), True), ("6", boxed("6 \\text{ cm}^2"), True),
+        ("60", boxed("60\\,\\text{mph}"), True),
         ("\\frac{1}{2}", boxed("\\frac{1}{2}\\text{ hour}"), True), ("10", boxed("\\text{10}"), True),
         ("\\$5", boxed("5"), True), ("5", boxed("\\$5"), True), ("6", boxed("\\displaystyle 6"), True),
         ("4", boxed("\\,4"), True), ("3", boxed("$3$"), True), ("\\text{Monday}", boxed("\\text{Monday}"), True),
         ("\\text{Monday}", boxed("\\text{Tuesday}"), False),
     ],
     "radicals and constants": [
-        ("\\sqrt{2}", boxed("\\sqrt 2"), True), ("\\sqrt{2}", boxed("2^{1/2}"), True), ("2\\sqrt{2}", boxed("\\sqrt{8}"), True),
+        ("\\sqrt{2}", boxed("\\sqrt 2"), True), ("\\sqrt{2}", boxed("2^{1/2}"), True),
+        ("2\\sqrt{2}", boxed("\\sqrt{8}"), True),
         ("\\sqrt{3}", boxed("\\sqrt{2}"), False), ("\\frac{\\sqrt{2}}{2}", boxed("\\frac{1}{\\sqrt{2}}"), True),
-        ("\\sqrt[3]{2}", boxed("2^{1/3}"), True), ("\\sqrt{2}", boxed("1.414"), False), ("\\sqrt{2}", boxed("1.414214"), True),
+        ("\\sqrt[3]{2}", boxed("2^{1/3}"), True), ("\\sqrt{2}", boxed("1.414"), False),
+        ("\\sqrt{2}", boxed("1.414214"), True),
         ("\\pi", boxed("\\pi"), True), ("2\\pi", boxed("2 \\pi"), True), ("\\pi", boxed("3.14"), False),
         ("\\frac{\\pi}{2}", boxed("\\pi/2"), True), ("\\pi/4", boxed("\\frac{\\pi}{4}"), True),
         ("\\infty", boxed("\\infty"), True), ("\\infty", boxed("-\\infty"), False), ("e", boxed("e"), True),
@@ -77,9 +84,11 @@ CASES = {
     ],
     "intervals": [
         ("(1,2]", boxed("(1,2]"), True), ("(1,2]", boxed("(1,2)"), False), ("[0,\\infty)", boxed("[0, \\infty)"), True),
-        ("(-\\infty, 3)", boxed("(-\\infty,3)"), True), ("[1,5]", boxed("[1,5]"), True), ("[1,5]", boxed("[1,6]"), False),
+        ("(-\\infty, 3)", boxed("(-\\infty,3)"), True), ("[1,5]", boxed("[1,5]"), True),
+        ("[1,5]", boxed("[1,6]"), False),
         ("(0,1)\\cup(2,3)", boxed("(0,1)\\cup(2,3)"), True), ("(0,1)\\cup(2,3)", boxed("(2,3)\\cup(0,1)"), True),
-        ("(-2, 2)", boxed("-2<x<2"), True), ("[2,\\infty)", boxed("x \\ge 2"), True), ("[-1, 1]", boxed("[-1,1]"), True),
+        ("(-2, 2)", boxed("-2<x<2"), True), ("[2,\\infty)", boxed("x \\ge 2"), True),
+        ("[-1, 1]", boxed("[-1,1]"), True),
         ("(-\\infty, 0) \\cup (0, \\infty)", boxed("(-\\infty,0)\\cup(0,\\infty)"), True),
         ("(0, 5]", boxed("(0, 5)"), False), ("(3, \\infty)", boxed("x > 3"), True), ("[0,1)", boxed("[0,1]"), False),
         ("x \\in [2,5]", boxed("[2,5]"), True), ("x>1", boxed("(1,\\infty)"), True),
@@ -87,12 +96,15 @@ CASES = {
     "sets": [
         ("\\{1,2,3\\}", boxed("\\{3,2,1\\}"), True), ("\\{1,2\\}", boxed("\\{1,2,3\\}"), False),
         ("\\{1, 2\\}", boxed("1, 2"), True), ("1,2", boxed("2,1"), True), ("\\{-1, 1\\}", boxed("\\pm 1"), True),
-        ("\\{0\\}", boxed("\\{0\\}"), True), ("3, 5", boxed("3, 4"), False), ("\\{2, 4, 6\\}", boxed("\\{6,4,2\\}"), True),
-        ("\\{1,2,3\\}", boxed("\\{1,2,4\\}"), False), ("\\{\\}", boxed("\\emptyset"), True), ("0", boxed("\\emptyset"), False),
+        ("\\{0\\}", boxed("\\{0\\}"), True), ("3, 5", boxed("3, 4"), False),
+        ("\\{2, 4, 6\\}", boxed("\\{6,4,2\\}"), True),
+        ("\\{1,2,3\\}", boxed("\\{1,2,4\\}"), False), ("\\{\\}", boxed("\\emptyset"), True),
+        ("0", boxed("\\emptyset"), False),
     ],
     "tuples": [
         ("(3, 4)", boxed("(3,4)"), True), ("(3, 4)", boxed("(4,3)"), False), ("(1,2,3)", boxed("(1, 2, 3)"), True),
-        ("(0, \\frac{1}{2})", boxed("(0, 0.5)"), True), ("(-1, 2)", boxed("(-1,2)"), True), ("(1, -2)", boxed("(1,-2)"), True),
+        ("(0, \\frac{1}{2})", boxed("(0, 0.5)"), True), ("(-1, 2)", boxed("(-1,2)"), True),
+        ("(1, -2)", boxed("(1,-2)"), True),
         ("(1,2)", boxed("(1,2,3)"), False), ("(2, 3)", boxed("x=2, y=3"), True), ("a=1, b=2", boxed("a=1,b=2"), True),
     ],
     "matrices": [
@@ -101,13 +113,15 @@ CASES = {
         (MATRIX, boxed("\\begin{pmatrix}1&2\\\\3&5\\end{pmatrix}"), False),
         (MATRIX, boxed("\\begin{pmatrix}1&3\\\\2&4\\end{pmatrix}"), False),
         ("\\begin{pmatrix} 2 \\\\ -1 \\end{pmatrix}", boxed("\\begin{pmatrix} 2 \\\\ -1 \\end{pmatrix}"), True),
-        ("\\begin{pmatrix} \\frac{1}{2} \\\\ 1 \\end{pmatrix}", boxed("\\begin{pmatrix} 0.5 \\\\ 1 \\end{pmatrix}"), True),
+        ("\\begin{pmatrix} \\frac{1}{2} \\\\ 1 \\end{pmatrix}",
+         boxed("\\begin{pmatrix} 0.5 \\\\ 1 \\end{pmatrix}"), True),
         ("\\begin{pmatrix} 1 & 0 \\\\ 0 & 1 \\end{pmatrix}", boxed("\\begin{pmatrix}1&0\\\\0&1\\end{pmatrix}"), True),
         ("\\begin{pmatrix} 3 \\\\ 4 \\end{pmatrix}", boxed("\\begin{pmatrix} 4 \\\\ 3 \\end{pmatrix}"), False),
     ],
     "expressions": [
         ("x^2+1", boxed("1+x^2"), True), ("x^2+1", boxed("x^2+2"), False), ("2x+3", boxed("3+2x"), True),
-        ("(x+1)^2", boxed("x^2+2x+1"), True), ("x^2-1", boxed("(x-1)(x+1)"), True), ("\\frac{x}{2}", boxed("0.5x"), True),
+        ("(x+1)^2", boxed("x^2+2x+1"), True), ("x^2-1", boxed("(x-1)(x+1)"), True),
+        ("\\frac{x}{2}", boxed("0.5x"), True),
         ("a+b", boxed("b+a"), True), ("2a", boxed("a+a"), True), ("\\frac{1}{x}", boxed("x^{-1}"), True),
         ("x^3", boxed("x^2"), False), ("\\sin^2 x + \\cos^2 x", boxed("1"), True), ("3x-2", boxed("3x+2"), False),
         ("\\frac{x+1}{2}", boxed("\\frac{1}{2}x+\\frac{1}{2}"), True), ("x(x+1)", boxed("x^2+x"), True),
@@ -126,10 +140,13 @@ CASES = {
     ],
     "multiple choice": [
         ("C", boxed("C"), True), ("C", boxed("(C)"), True), ("C", "<think>...</think> The answer is C.", True),
-        ("C", boxed("\\text{C}"), True), ("B", boxed("C"), False), ("A", "Answer: (A)", True), ("D", "answer: B", False),
-        ("C", "<think>A or C</think>\\boxed{c}", True), ("A", "no letter here", False), ("B", "The answer is (B).", True),
+        ("C", boxed("\\text{C}"), True), ("B", boxed("C"), False), ("A", "Answer: (A)", True),
+        ("D", "answer: B", False),
+        ("C", "<think>A or C</think>\\boxed{c}", True), ("A", "no letter here", False),
+        ("B", "The answer is (B).", True),
         ("D", boxed("D"), True), ("B", boxed("\\textbf{B}"), True), ("A", "**Answer: A**", True),
-        ("C", "The correct option is C", True), ("B", "(B)", True), ("A", "<think>The answer is A</think>\nThe answer is B", False),
+        ("C", "The correct option is C", True), ("B", "(B)", True),
+        ("A", "<think>The answer is A</think>\nThe answer is B", False),
         ("D", "Answer: D) 42", True), ("B", "The answer is \\(B\\).", True),
     ],
     "where the answer is taken from": [
@@ -139,8 +156,10 @@ CASES = {
         ("5", "Answer: 5", True), ("5", "The answer is $5$.", True), ("10", "<think>The answer is 10</think>", False),
         ("5", "I think it is \\boxed{\\boxed{5}}", True), ("10", "\\boxed 10", True),
         ("1/2", "<think>half</think>\\boxed{\\frac{1}{2}}", True), ("4", "#### 4", True), ("3/4", "0.75", True),
-        ("\\frac{1}{2}", "$\\frac{1}{2}$", True), ("12", "The answer is: $12$", True), ("12", "**Final Answer:** 12", True),
-        ("7", "Final answer: 7 apples", True), ("3", "The answer is 3, since 1+2=3.", True), ("-2", "answer = -2", True),
+        ("\\frac{1}{2}", "$\\frac{1}{2}$", True), ("12", "The answer is: $12$", True),
+        ("12", "**Final Answer:** 12", True),
+        ("7", "Final answer: 7 apples", True), ("3", "The answer is 3, since 1+2=3.", True),
+        ("-2", "answer = -2", True),
         ("3.5", "so the answer is 3.5.", True),
     ],
     "must score 0": [
@@ -199,3 +218,39 @@ def test_answers_match_takes_a_bare_answer_or_a_completion():
     assert answers_match("3/4", "<think>hmm</think> The answer is \\boxed{\\frac{6}{8}}") is True
     assert answers_match("3/4", "\\boxed{0.7}") is False
     assert answers_match("\\frac{", "\\boxed{1}") is None  # a gold that does not parse cannot judge anything
+
+
+def _plain_numbers(seed: int = 0, n: int = 160) -> list[tuple[str, str]]:
+    """Pairs of plain numbers written as integers, decimals, a/b and \\frac{a}{b}: equal, near and far."""
+    import random
+    from fractions import Fraction
+
+    rng = random.Random(seed)
+
+    def forms(x: Fraction) -> list[str]:
+        out = [f"{float(x):.6g}", f"{float(x)}"]
+        if x.denominator == 1:
+            out.append(str(x.numerator))
+        sign = "-" if x < 0 else ""
+        out += [f"{x.numerator}/{x.denominator}", f"{sign}\\frac{{{abs(x.numerator)}}}{{{x.denominator}}}"]
+        return out
+
+    pairs = []
+    while len(pairs) < n:
+        x = Fraction(rng.randint(-300, 300), rng.choice([1, 2, 3, 4, 5, 8, 10, 16, 25, 100]))
+        y = rng.choice([x, x, x + Fraction(1, 10 ** rng.randint(1, 7)), Fraction(rng.randint(-300, 300), 7)])
+        pairs.append((rng.choice(forms(x)), rng.choice(forms(y))))
+    return pairs
+
+
+def test_the_in_process_number_shortcut_agrees_with_math_verify():
+    """fast_match decides plain numbers without SymPy; wherever it decides, Math-Verify (asked
+    directly in the workers) must say the same."""
+    from budgetreason.verify import fast_match, pool
+
+    decided = [(g, p, fast_match(g, p)) for g, p in _plain_numbers()]
+    decided = [(g, p, v) for g, p, v in decided if v is not None]
+    assert len(decided) >= 100 and {v for _, _, v in decided} == {True, False}
+    truth = pool().map([(g, p) for g, p, _ in decided])
+    wrong = [(g, p, v, t) for (g, p, v), t in zip(decided, truth) if v != t]
+    assert not wrong, wrong

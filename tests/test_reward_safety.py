@@ -176,9 +176,14 @@ def _score_in_child(queue) -> None:
     queue.put(result)
 
 
-def test_bounded_in_a_daemonic_spawned_process():
-    """Daemonic processes may not start multiprocessing children; the verifier's subprocesses still work."""
-    ctx = mp.get_context("spawn")
+@pytest.mark.parametrize("method", ["spawn", "fork"])
+def test_bounded_in_a_daemonic_worker_process(method):
+    """Reward code in a daemonic child (TRL's spawned async rollout process; a forked DataLoader-style
+    worker whose parent already has verifier workers). Daemonic processes may not start
+    multiprocessing children; the verifier's subprocesses still work, and a fork never talks to
+    its parent's workers."""
+    pool().map([("1", "1")])  # the parent's pool is running when the fork happens
+    ctx = mp.get_context(method)
     queue = ctx.Queue()
     child = ctx.Process(target=_score_in_child, args=(queue,), daemon=True)
     child.start()
@@ -186,6 +191,7 @@ def test_bounded_in_a_daemonic_spawned_process():
     child.join(timeout=30)
     assert result["scores"] == [0.0, 1.0, 1.0]
     assert result["dt"] < 5.0 + SLACK_S + 10.0  # the default bound, plus starting the child's workers
+    assert pool().map([("2", "2.0")]) == [True]  # the parent's workers are untouched
 
 
 def test_no_exception_escapes_a_reward():
@@ -216,7 +222,7 @@ def test_extraction_cost_is_bounded_for_huge_text():
 
 def test_workers_end_with_the_process_that_started_them():
     code = ("from budgetreason.verify import answers_match, pool\n"
-            "assert answers_match('3/4', '0.75')\n"
+            "assert answers_match('x^2+1', '1+x^2')\n"
             "print(*pool().pids())\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr

@@ -24,8 +24,8 @@ def msgs(text: str) -> list[dict]:
 
 def every_reward():
     return [accuracy_reward, format_reward, tag_count_reward, reasoning_steps_reward, length_reward,
-            make_cosine_scaled_reward(), make_repetition_penalty_reward(3, -1.0), make_soft_overlong_punishment(100, 20),
-            make_format_reward(True)]
+            make_cosine_scaled_reward(), make_repetition_penalty_reward(3, -1.0),
+            make_soft_overlong_punishment(100, 20), make_format_reward(True)]
 
 
 def test_trl_calling_convention():
