@@ -207,16 +207,6 @@ def make_format_reward(prompt_opens_think: bool | None = None):
     return ThinkFormatReward(prompt_opens_think)
 
 
-def chat_template_opens_think(tokenizer) -> bool:
-    """Whether the tokenizer's chat template ends the generation prompt with ``<think>`` (R1 distills)."""
-    try:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": "1+1?"}], tokenize=False,
-                                             add_generation_prompt=True)
-    except Exception:  # no chat template: plain-text prompts, which format_reward reads itself
-        return False
-    return isinstance(text, str) and text.rstrip().endswith("<think>")
-
-
 @_never_raises("tag_count")
 def tag_count_reward(completions, **kwargs) -> list[float]:
     r"""open-r1's ``tag_count_reward`` (src/open_r1/rewards.py): 0.25 for each of ``"<think>\n"``,
@@ -427,7 +417,7 @@ PRESETS = tuple(_PRESETS)
 
 def preset(name: str, *, prompt_opens_think: bool | None = None) -> Preset:
     """The named preset (``--rewards NAME``). ``prompt_opens_think`` fixes how ``format`` treats a
-    ``<think>`` put in the prompt by the chat template (see :func:`chat_template_opens_think`);
+    ``<think>`` put in the prompt by the chat template (training detects it from the template);
     None reads each prompt.
 
     >>> p = preset("micro_budget")

@@ -5,18 +5,14 @@ from __future__ import annotations
 import doctest
 import math
 import pickle
-from pathlib import Path
 
 import pytest
 
 from budgetreason import rewards, verify
-from budgetreason.rewards import (PRESETS, STATS, accuracy_reward, chat_template_opens_think, format_reward,
+from budgetreason.rewards import (PRESETS, STATS, accuracy_reward, format_reward,
                                   length_reward, make_cosine_scaled_reward, make_format_reward,
                                   make_repetition_penalty_reward, make_soft_overlong_punishment, preset,
                                   reasoning_steps_reward, tag_count_reward)
-
-TINY_TOKENIZER = Path(rewards.__file__).parent / "assets" / "tiny-arith"
-
 
 def msgs(text: str) -> list[dict]:
     return [{"role": "assistant", "content": text}]
@@ -87,16 +83,25 @@ def test_format_reward_when_the_prompt_opens_think():
     assert make_format_reward(prompt_opens_think=True)([completion], prompts=[[{"role": "user", "content": "2+2"}]]) \
         == [1.0]
     assert make_format_reward(prompt_opens_think=False)([completion], prompts=[prompt]) == [0.0]
+    # chat-message prompts: the reward cannot see the rendering, so the preset is built for the template
+    msgs_prompt = [[{"role": "user", "content": "What is 2+2?"}]]
+    opened = preset("micro_budget", prompt_opens_think=True).funcs[0]
+    assert opened.__name__ == "format"
+    assert opened(["2+2=4\n</think>\n\\boxed{4}"], prompts=msgs_prompt) == [1.0]
+    assert format_reward(["2+2=4\n</think>\n\\boxed{4}"], prompts=msgs_prompt) == [0.0]
 
 
-def test_chat_template_opens_think_reads_a_real_tokenizer():
+def test_training_detects_templates_that_open_think():
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(TINY_TOKENIZER)
-    assert chat_template_opens_think(tok) is False
+    from budgetreason.models import tiny_model_dir
+    from budgetreason.training import _template_opens_think
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir())
+    rows = [{"prompt": [{"role": "user", "content": "hi"}]}]
+    assert _template_opens_think(tok, rows) is False
     tok.chat_template = tok.chat_template.replace("'<|im_start|>assistant\\n'", "'<|im_start|>assistant\\n<think>\\n'")
-    assert chat_template_opens_think(tok) is True
-    assert preset("micro_budget", prompt_opens_think=True).funcs[0]([" x</think>4"]) == [1.0]
+    assert _template_opens_think(tok, rows) is True
 
 
 def test_tag_count_matches_open_r1():
