@@ -31,7 +31,7 @@ RENAME = {
     "completions/mean_terminated_length": "terminated_length",
 }
 KEEP = ("loss", "grad_norm", "learning_rate", "reward", "reward_std", "frac_reward_zero_std", "entropy", "kl",
-        "num_tokens", "clip_ratio/region_mean", "clip_ratio/low_mean", "clip_ratio/high_mean")
+        "num_tokens", "clip_ratio/region_mean", "clip_ratio/low_mean", "clip_ratio/high_mean", "rewards/unjudged")
 
 
 @dataclass

@@ -328,7 +328,7 @@ def _train_once(run: ResolvedRun, extra_callbacks: list, console) -> RunResult:
 
 def _template_opens_think(tokenizer, dataset) -> bool:
     """Whether the chat template ends the generation prompt with <think> (DeepSeek-R1 distills do)."""
-    if len(dataset) == 0:
+    if len(dataset) == 0 or not getattr(tokenizer, "chat_template", None):
         return False
     text = tokenizer.apply_chat_template(dataset[0]["prompt"], add_generation_prompt=True, tokenize=False)
     return text.rstrip().endswith("<think>")

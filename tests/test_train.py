@@ -19,7 +19,7 @@ from budgetreason.runfolder import RunFolder
 from tests.conftest import ROOT, run_cli
 
 REQUIRED = ("step", "elapsed_s", "reward", "reward_std", "rewards/accuracy", "rewards/format", "completion_length",
-            "clipped_ratio", "entropy", "kl", "learning_rate", "step_seconds")
+            "clipped_ratio", "entropy", "kl", "learning_rate", "step_seconds", "rewards/unjudged")
 
 
 def metrics(path: Path) -> list[dict]:
