@@ -42,6 +42,9 @@ FLAGS = {"lora_rank": "--rank", "num_generations": "--k", "per_device_train_batc
          "max_completion_length": "--max-completion", "load_in_4bit": "--load-in-4bit",
          "vllm_gpu_memory_utilization": "--vllm-share", "lora_target_modules": "--targets",
          "vllm_standby": "--standby", "lora_alpha": "--alpha", "backend": "--backend", "optim": "--optim"}
+#: Recipe settings that change the estimates (LoRA dropout keeps a copy of each adapter input; a KL
+#: term adds a forward pass) but that the planner never reduces.
+RECIPE_SETTINGS = ("lora_dropout", "beta")
 
 
 @dataclass
@@ -307,7 +310,7 @@ def plan(gpu: GPU | str = "auto", model: ModelArch | str = "Qwen/Qwen2.5-1.5B-In
     if isinstance(model, str):
         model = resolve_model(model)
     fixed = {k: v for k, v in fixed.items() if v is not None}
-    unknown = set(fixed) - set(FLAGS)
+    unknown = set(fixed) - set(FLAGS) - set(RECIPE_SETTINGS)
     if unknown:
         raise TypeError(f"plan() got unknown settings: {', '.join(sorted(unknown))}")
     if "lora_target_modules" in fixed:

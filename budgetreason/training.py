@@ -112,6 +112,7 @@ def resolve(config: RunConfig) -> ResolvedRun:
         max_prompt_length=config.max_prompt_length, max_completion_length=config.max_completion_length,
         load_in_4bit=config.load_in_4bit, vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
         vllm_standby=config.vllm_standby, lora_target_modules=config.lora_target_modules, optim=config.optim,
+        lora_dropout=config.lora_dropout, beta=config.beta,
     )
     if not gpu.is_cuda:
         fixed.pop("vllm_gpu_memory_utilization")

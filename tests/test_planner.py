@@ -194,3 +194,12 @@ def test_each_term_is_non_negative_and_share_holds_vllm(shape, arch):
     assert all(v >= 0 for v in est.terms.values())
     if shape.uses_vllm:
         assert 0 < est.vllm_gpu_memory_utilization <= 0.95
+
+
+def test_recipe_settings_change_the_estimates_but_are_never_reduced():
+    kw = dict(lora_rank=32, num_generations=6, per_device_train_batch_size=6, gradient_accumulation_steps=4)
+    tina = plan("l40s", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", 16, lora_dropout=0.05, beta=0.04, **kw)
+    plain = plan("l40s", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", 16, **kw)
+    assert tina.memory.terms["activations"] > plain.memory.terms["activations"]  # dropout copies adapter inputs
+    assert tina.step.train_s > plain.step.train_s  # the KL term's reference forward pass
+    assert tina.shape.beta == 0.04 and tina.shape.lora_dropout == 0.05
