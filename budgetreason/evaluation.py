@@ -94,14 +94,17 @@ def _make_generator(model_id: str, adapter: str | None, backend: str, settings: 
         from budgetreason.backends import installed
 
         backend = "vllm" if torch.cuda.is_available() and installed("vllm") else "hf"
-    if backend == "vllm":
+    if backend in ("vllm", "unsloth"):
         from budgetreason.backends import model_path
-        from budgetreason.generation import VLLMGenerator
+        from budgetreason.generation import UnslothGenerator, VLLMGenerator
 
-        return VLLMGenerator(model_path(model_id), adapter, max_model_len=run_cfg.get("max_prompt_length", 1024)
-                             + settings.max_tokens, lora_rank=run_cfg.get("lora_rank", 256), seed=settings.seed), "vllm"
+        if not torch.cuda.is_available():
+            raise BudgetError(f"--backend {backend} needs a CUDA GPU; use --backend hf on the CPU.")
+        cls = VLLMGenerator if backend == "vllm" else UnslothGenerator
+        length = run_cfg.get("max_prompt_length", 1024) + settings.max_tokens
+        return cls(model_path(model_id), adapter, length, lora_rank=run_cfg.get("lora_rank", 256), seed=settings.seed), backend
     if backend != "hf":
-        raise BudgetError(f"--backend must be auto, vllm or hf, got '{backend}'.")
+        raise BudgetError(f"--backend must be auto, vllm, unsloth or hf, got '{backend}'.")
     from budgetreason.generation import HFGenerator
 
     model, tok = load_hf_policy(model_id, adapter)
@@ -232,7 +235,7 @@ def evaluate(model: str, *, adapter: str | None = None, benchmarks: list[str] | 
     records = [r for r in _read_completions(comp_file) if r["benchmark"] in benchmarks]
     result = {"label": wanted["label"], "model": model, "adapter": adapter_path, "run_config": {
         k: run_cfg.get(k) for k in ("lora_rank", "dataset", "rewards", "loss") if k in run_cfg},
-        "backend": used_backend, "entropy_method": "exact" if used_backend in (None, "hf") else "vllm top-20 (lower bound)",
+        "backend": used_backend, "entropy_method": "exact" if used_backend in (None, "hf") else "top-20 log-probs (lower bound)",
         "protocol": {**asdict(settings), "prompt": "chat template with budgetreason.data.SYSTEM_PROMPT, zero-shot"},
         "benchmarks": summarize(records)}
     (out_dir / EVAL_FILE).write_text(json.dumps(result, indent=2))

@@ -105,6 +105,48 @@ class HFGenerator:
         return out
 
 
+def vllm_params(s: SamplingSettings, logprobs: int | None = VLLM_LOGPROBS):
+    from vllm import SamplingParams
+
+    return SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed,
+                          logprobs=logprobs)
+
+
+def vllm_samples(outputs) -> list[list[Sample]]:
+    """vLLM RequestOutputs (from LLM.generate or Unsloth's fast_generate) as Sample records; the entropy is
+    the top-k estimate when log-probabilities were requested, else None."""
+    from budgetreason.metrics import topk_entropy
+
+    result = []
+    for o in outputs:
+        samples = []
+        for c in o.outputs:
+            ents = [topk_entropy([lp.logprob for lp in step.values()]) for step in (c.logprobs or [])]
+            samples.append(Sample(text=c.text, tokens=len(c.token_ids), entropy=sum(ents) / len(ents) if ents else None,
+                                  finish_reason="length" if c.finish_reason == "length" else "stop"))
+        result.append(samples)
+    return result
+
+
+class UnslothGenerator:
+    """Unsloth's fast generation (its vLLM engine) with the adapter loaded as a LoRA request."""
+
+    def __init__(self, model_path: str, adapter: str | None, max_seq_length: int, lora_rank: int = 256,
+                 gpu_memory_utilization: float = 0.85, seed: int = 0):
+        from unsloth import FastLanguageModel
+
+        self.model, self.tok = FastLanguageModel.from_pretrained(
+            model_name=model_path, max_seq_length=max_seq_length, load_in_4bit=False, load_in_16bit=True,
+            fast_inference=True, max_lora_rank=lora_rank, gpu_memory_utilization=gpu_memory_utilization,
+            random_state=seed)
+        self.lora = self.model.load_lora(adapter) if adapter else None
+
+    def generate(self, prompts: list[list[dict]], s: SamplingSettings) -> list[list[Sample]]:
+        outs = self.model.fast_generate(render_prompts(self.tok, prompts), sampling_params=vllm_params(s),
+                                        lora_request=self.lora)
+        return vllm_samples(outs)
+
+
 class VLLMGenerator:
     """vLLM offline engine; a LoRA adapter is applied per request (no merge)."""
 
@@ -121,25 +163,9 @@ class VLLMGenerator:
         self.adapter = adapter
 
     def generate(self, prompts: list[list[dict]], s: SamplingSettings) -> list[list[Sample]]:
-        from vllm import SamplingParams
-
-        from budgetreason.metrics import topk_entropy
-
-        params = SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
-                                seed=s.seed, logprobs=VLLM_LOGPROBS)
         lora = None
         if self.adapter:
             from vllm.lora.request import LoRARequest
 
             lora = LoRARequest("adapter", 1, self.adapter)
-        outputs = self.llm.generate(render_prompts(self.tok, prompts), params, lora_request=lora)
-        result = []
-        for o in outputs:
-            samples = []
-            for c in o.outputs:
-                ents = [topk_entropy([lp.logprob for lp in step.values()]) for step in (c.logprobs or [])]
-                samples.append(Sample(text=c.text, tokens=len(c.token_ids),
-                                      entropy=sum(ents) / len(ents) if ents else None,
-                                      finish_reason="length" if c.finish_reason == "length" else "stop"))
-            result.append(samples)
-        return result
+        return vllm_samples(self.llm.generate(render_prompts(self.tok, prompts), vllm_params(s), lora_request=lora))

@@ -19,22 +19,15 @@ VAL_TEMPERATURE, VAL_TOP_P = 0.6, 0.95
 
 
 class _VLLMEngine:
-    """Sampling on an existing vLLM engine (TRL's colocated one), same Sample records as elsewhere."""
+    """Sampling on an existing vLLM engine (TRL's colocated one), the same Sample records as elsewhere."""
 
-    def __init__(self, llm, tokenizer, lora_request=None):
-        self.llm, self.tok, self.lora = llm, tokenizer, lora_request
+    def __init__(self, llm, tokenizer):
+        self.llm, self.tok = llm, tokenizer
 
     def generate(self, prompts, s: SamplingSettings):
-        from vllm import SamplingParams
+        from budgetreason.generation import render_prompts, vllm_params, vllm_samples
 
-        from budgetreason.generation import Sample, render_prompts
-
-        params = SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed)
-        kwargs = {"lora_request": self.lora} if self.lora is not None else {}
-        outs = self.llm.generate(render_prompts(self.tok, prompts), params, use_tqdm=False, **kwargs)
-        return [[Sample(text=c.text, tokens=len(c.token_ids), entropy=None,
-                        finish_reason="length" if c.finish_reason == "length" else "stop") for c in o.outputs]
-                for o in outs]
+        return vllm_samples(self.llm.generate(render_prompts(self.tok, prompts), vllm_params(s, None), use_tqdm=False))
 
 
 class _UnslothEngine:
@@ -44,18 +37,13 @@ class _UnslothEngine:
         self.model, self.tok = model, tokenizer
 
     def generate(self, prompts, s: SamplingSettings):
-        from vllm import SamplingParams
+        from budgetreason.generation import render_prompts, vllm_params, vllm_samples
 
-        from budgetreason.generation import Sample, render_prompts
-
-        params = SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed)
         with tempfile.TemporaryDirectory() as tmp:
             self.model.save_lora(tmp)
-            outs = self.model.fast_generate(render_prompts(self.tok, prompts), sampling_params=params,
+            outs = self.model.fast_generate(render_prompts(self.tok, prompts), sampling_params=vllm_params(s, None),
                                             lora_request=self.model.load_lora(tmp))
-        return [[Sample(text=c.text, tokens=len(c.token_ids), entropy=None,
-                        finish_reason="length" if c.finish_reason == "length" else "stop") for c in o.outputs]
-                for o in outs]
+        return vllm_samples(outs)
 
 
 class ValidationCallback(TrainerCallback):

@@ -22,7 +22,7 @@ def eval_cmd(
     data: Annotated[list[str] | None, typer.Option("--data", help="Local copy: PATH for one benchmark, or NAME=PATH (repeatable).")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first N problems of each benchmark.")] = None,
     output: Annotated[str | None, typer.Option("--output", "-o")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="auto (vLLM on a GPU), vllm, hf.")] = "auto",
+    backend: Annotated[str, typer.Option("--backend", help="auto (vLLM on a GPU), vllm, unsloth (its fast generation), hf.")] = "auto",
     overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
     label: Annotated[str | None, typer.Option("--label", help="Row name in comparison tables.")] = None,
     as_json: JsonOpt = False,

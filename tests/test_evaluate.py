@@ -152,3 +152,26 @@ def test_eval_cli_bad_input(tmp_path):
     assert r.returncode == 2 and "Unknown benchmark 'nope'" in r.stderr
     r = run_cli("eval", "--model", "tiny-arith", "--adapter", str(tmp_path), "--benchmarks", "arith")
     assert r.returncode == 2 and "no LoRA adapter there" in r.stderr
+
+
+def test_gpu_backends_need_a_gpu_one_line(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    for backend in ("vllm", "unsloth"):
+        with pytest.raises(BudgetError, match=f"--backend {backend} needs a CUDA GPU"):
+            evaluate("tiny-arith", benchmarks="arith", samples=1, limit=1, backend=backend, output=tmp_path / backend)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["vllm", "unsloth"])
+def test_gpu_evaluation_backends_write_the_same_records(tmp_path, backend):
+    from budgetreason.models import resolve_model
+    from budgetreason.synthetic import save_random_model
+
+    folder = save_random_model(resolve_model("Qwen/Qwen2.5-0.5B-Instruct"), tmp_path / "m")
+    result = evaluate(str(folder), benchmarks="arith", samples=2, max_tokens=32, limit=4, backend=backend,
+                      output=tmp_path / "ev")
+    assert result["backend"] == backend and result["benchmarks"]["arith"]["n_problems"] == 4
+    assert result["entropy_method"].startswith("top-20")
