@@ -10,31 +10,23 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from budgetreason.data import HubTable
 from budgetreason.errors import BudgetError
 
 LETTERS = "ABCD"
 
 
 @dataclass(frozen=True)
-class Benchmark:
-    name: str
-    hf_id: str | None
-    config: str | None
-    split: str | None
-    problem_column: str
-    answer_column: str
-    answer_kind: str
-    """integer | latex | numeric_units | letter"""
-    size: int
-    description: str
+class Benchmark(HubTable):
+    """answer_kind: integer | latex | numeric_units | letter."""
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    size: int = 0
+    description: str = ""
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,10 @@ LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv
 
 
 @dataclass(frozen=True)
-class Recipe:
+class HubTable:
+    """Where a table of problems lives on the hub and which columns hold problem and answer
+    (shared by training recipes and evaluation benchmarks)."""
+
     name: str
     hf_id: str | None
     config: str | None
@@ -35,12 +38,16 @@ class Recipe:
     problem_column: str
     answer_column: str
     answer_kind: str
-    rows: int
-    used_by: str
-    description: str
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Recipe(HubTable):
+    rows: int = 0
+    used_by: str = ""
+    description: str = ""
 
 
 @dataclass

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 
 from budgetreason import memory, timing
 from budgetreason.errors import BudgetError
-from budgetreason.hardware import GIB, GPU, catalog as gpu_catalog
-from budgetreason.models import ModelArch, catalog as model_catalog
+from budgetreason.hardware import GIB, GPU
+from budgetreason.hardware import catalog as gpu_catalog
+from budgetreason.models import ModelArch
+from budgetreason.models import catalog as model_catalog
 from budgetreason.shape import BACKENDS, OPTIMIZERS, Shape
 
 #: The micro-budget paper's recipe (Khan et al.): the planner's target.

@@ -255,8 +255,14 @@ def _after_oom(run: ResolvedRun, error: BaseException, attempt: int, console) ->
 
 def _train_once(run: ResolvedRun, extra_callbacks: list, console) -> RunResult:
     from budgetreason.budget import BudgetClock, install_budget_schedule
-    from budgetreason.callbacks import (BudgetCallback, GracefulStop, HealthCallback, MetricsCallback,
-                                        ProgressCallback, RunState)
+    from budgetreason.callbacks import (
+        BudgetCallback,
+        GracefulStop,
+        HealthCallback,
+        MetricsCallback,
+        ProgressCallback,
+        RunState,
+    )
 
     cfg, folder = run.config, run.folder
     folder.path.mkdir(parents=True, exist_ok=True)
@@ -279,8 +285,8 @@ def _train_once(run: ResolvedRun, extra_callbacks: list, console) -> RunResult:
     from budgetreason.compat import ensure_logprob_head
 
     ensure_logprob_head()
-    from trl import GRPOTrainer
     from transformers.trainer_callback import PrinterCallback
+    from trl import GRPOTrainer
 
     from budgetreason.trainer_args import grpo_config
 

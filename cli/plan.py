@@ -7,9 +7,26 @@ from typing import Annotated
 
 import typer
 
-from cli.options import (AlphaOpt, BackendOpt, BatchOpt, FourBitOpt, GpuOpt, GradAccumOpt, HeadroomOpt, HoursOpt,
-                         JsonOpt, KOpt, MaxCompletionOpt, MaxPromptOpt, ModelOpt, RankOpt, StandbyOpt, TargetsOpt,
-                         VllmShareOpt, VramOpt)
+from cli.options import (
+    AlphaOpt,
+    BackendOpt,
+    BatchOpt,
+    FourBitOpt,
+    GpuOpt,
+    GradAccumOpt,
+    HeadroomOpt,
+    HoursOpt,
+    JsonOpt,
+    KOpt,
+    MaxCompletionOpt,
+    MaxPromptOpt,
+    ModelOpt,
+    RankOpt,
+    StandbyOpt,
+    TargetsOpt,
+    VllmShareOpt,
+    VramOpt,
+)
 
 
 def plan_cmd(

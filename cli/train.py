@@ -6,8 +6,23 @@ from typing import Annotated
 
 import typer
 
-from cli.options import (AlphaOpt, BackendOpt, BatchOpt, FourBitOpt, GpuOpt, GradAccumOpt, HoursOpt, KOpt,
-                         MaxCompletionOpt, MaxPromptOpt, RankOpt, StandbyOpt, TargetsOpt, VllmShareOpt, VramOpt)
+from cli.options import (
+    AlphaOpt,
+    BackendOpt,
+    BatchOpt,
+    FourBitOpt,
+    GpuOpt,
+    GradAccumOpt,
+    HoursOpt,
+    KOpt,
+    MaxCompletionOpt,
+    MaxPromptOpt,
+    RankOpt,
+    StandbyOpt,
+    TargetsOpt,
+    VllmShareOpt,
+    VramOpt,
+)
 
 
 def train_cmd(

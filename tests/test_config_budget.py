@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from budgetreason.budget import BudgetClock, lr_multiplier

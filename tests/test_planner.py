@@ -8,8 +8,10 @@ from hypothesis import strategies as st
 
 from budgetreason import memory
 from budgetreason.errors import BudgetError
-from budgetreason.hardware import catalog as gpu_catalog, resolve_gpu
-from budgetreason.models import catalog as model_catalog, resolve_model
+from budgetreason.hardware import catalog as gpu_catalog
+from budgetreason.hardware import resolve_gpu
+from budgetreason.models import catalog as model_catalog
+from budgetreason.models import resolve_model
 from budgetreason.planner import plan
 from budgetreason.shape import Shape
 

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from budgetreason import rewards
-from budgetreason.verify import (VerifierPool, _verify_here, answers_match, extract_answer, pool, score_batch)
+from budgetreason.verify import VerifierPool, _verify_here, answers_match, extract_answer, pool, score_batch
 
 SLACK_S = 3.0
 

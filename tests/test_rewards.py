@@ -9,10 +9,21 @@ import pickle
 import pytest
 
 from budgetreason import rewards, verify
-from budgetreason.rewards import (PRESETS, STATS, accuracy_reward, format_reward,
-                                  length_reward, make_cosine_scaled_reward, make_format_reward,
-                                  make_repetition_penalty_reward, make_soft_overlong_punishment, preset,
-                                  reasoning_steps_reward, tag_count_reward)
+from budgetreason.rewards import (
+    PRESETS,
+    STATS,
+    accuracy_reward,
+    format_reward,
+    length_reward,
+    make_cosine_scaled_reward,
+    make_format_reward,
+    make_repetition_penalty_reward,
+    make_soft_overlong_punishment,
+    preset,
+    reasoning_steps_reward,
+    tag_count_reward,
+)
+
 
 def msgs(text: str) -> list[dict]:
     return [{"role": "assistant", "content": text}]
