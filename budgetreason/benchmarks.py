@@ -8,13 +8,12 @@ serves a local copy in the hub's shape.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
+from budgetreason import catalog as catalog_file
 from budgetreason.data import HubTable
 from budgetreason.errors import BudgetError
 
@@ -39,7 +38,7 @@ class Problem:
 
 @lru_cache(maxsize=1)
 def registry() -> dict[str, Benchmark]:
-    raw = json.loads(resources.files("budgetreason.catalog").joinpath("benchmarks.json").read_text())
+    raw = catalog_file.load("benchmarks")
     return {b["name"]: Benchmark(**b) for b in raw["benchmarks"]}
 
 

@@ -10,13 +10,12 @@ then holds out a validation split. Recipes are data: catalog/datasets.json.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
+from budgetreason import catalog as catalog_file
 from budgetreason.errors import BudgetError
 
 #: The reasoning instruction every prompt starts with (training, validation and evaluation),
@@ -83,7 +82,7 @@ class PreparedData:
 
 @lru_cache(maxsize=1)
 def _registry() -> dict[str, Recipe]:
-    raw = json.loads(resources.files("budgetreason.catalog").joinpath("datasets.json").read_text())
+    raw = catalog_file.load("datasets")
     return {r["name"]: Recipe(**r) for r in raw["recipes"]}
 
 

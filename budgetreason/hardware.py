@@ -8,7 +8,6 @@ Nothing here imports torch unless asked to detect a GPU and torch is already loa
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -16,8 +15,8 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
-from importlib import resources
 
+from budgetreason import catalog as catalog_file
 from budgetreason.errors import BudgetError
 
 MIB = 1024**2
@@ -67,7 +66,7 @@ class GPU:
 @lru_cache(maxsize=1)
 def catalog() -> dict[str, GPU]:
     """All catalog GPUs by key, in catalog order."""
-    raw = json.loads(resources.files("budgetreason.catalog").joinpath("gpus.json").read_text())
+    raw = catalog_file.load("gpus")
     gpus = {}
     for g in raw["gpus"]:
         g = dict(g)

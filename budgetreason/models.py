@@ -14,6 +14,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from budgetreason import catalog as catalog_file
 from budgetreason.errors import BudgetError
 
 #: The seven linear projections of a Llama/Qwen/Gemma decoder layer, in PEFT's names.
@@ -142,7 +143,7 @@ def parse_targets(targets: str | tuple[str, ...] | list[str] | None) -> tuple[st
 @lru_cache(maxsize=1)
 def catalog() -> dict[str, ModelArch]:
     """Catalog models by Hugging Face id, in catalog order."""
-    raw = json.loads(resources.files("budgetreason.catalog").joinpath("models.json").read_text())
+    raw = catalog_file.load("models")
     return {m["id"]: ModelArch(**m) for m in raw["models"]}
 
 
