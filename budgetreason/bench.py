@@ -65,14 +65,12 @@ def _plain(spec: Spec, shape: dict, workdir: Path) -> dict:
         def on_step_end(self, *a, **k):
             times.append(time.monotonic() - self.t0)
 
-    logs: list[dict] = []
+    logged: list[dict] = []
 
     class Logs(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **k):
             if logs and "reward" in logs:
-                records.append(dict(logs))
-
-    records = logs
+                logged.append(dict(logs))
     trainer = GRPOTrainer(model=model, reward_funcs=[random_reward], args=args, train_dataset=ds, processing_class=tok,
                           peft_config=LoraConfig(r=spec.rank, lora_alpha=shape["lora_alpha"],
                                                  target_modules=shape["lora_target_modules"], task_type="CAUSAL_LM"),
@@ -84,7 +82,7 @@ def _plain(spec: Spec, shape: dict, workdir: Path) -> dict:
         trainer.train()
     steps = times[1:] or times
     return {"step_seconds": statistics.median(steps),
-            "completion_length": statistics.mean(x.get("completions/mean_length", 0) for x in logs) if logs else None,
+            "completion_length": statistics.mean(x.get("completions/mean_length", 0) for x in logged) if logged else None,
             "peak_gib": (sampler.peak_mib / 1024 if sampler.peak_mib else None)
             or (torch.cuda.max_memory_reserved() / GIB if cuda else _rss_gib() - rss0),
             "generation": "vllm colocate" if use_vllm else "transformers"}

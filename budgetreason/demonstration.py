@@ -56,13 +56,10 @@ def demo(output: str | Path = "runs/demo", seed: int = 0, steps: int = DEMO_STEP
         "heldout_before": before["benchmarks"]["arith"], "heldout_after": after["benchmarks"]["arith"],
         "run": str(run_dir),
     }
-    try:
-        from budgetreason.reporting import report
+    from budgetreason.reporting import report
 
-        report([run_dir], output=out / "report")
-        summary["report"] = str(out / "report" / "report.md")
-    except ImportError:
-        pass
+    report([run_dir], output=out / "report")
+    summary["report"] = str(out / "report" / "report.md")
     (out / "demo.json").write_text(json.dumps(summary, indent=2))
     b, a = summary["heldout_before"], summary["heldout_after"]
     console.print(f"accuracy reward: {summary['accuracy_reward_first_fifth']:.2f} in the first fifth of training → "
