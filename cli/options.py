@@ -24,3 +24,4 @@ TargetsOpt = Annotated[str | None, typer.Option("--targets", help="LoRA targets:
 HeadroomOpt = Annotated[float, typer.Option("--headroom", help="Fraction of GPU memory kept free.")]
 BackendOpt = Annotated[str | None, typer.Option("--backend", help="unsloth (GPU default), trl (TRL's vLLM), hf (no vLLM; CPU).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+GpusOpt = Annotated[int | None, typer.Option("--gpus", help="GPUs on this machine (2 or more): vLLM serves on some, accelerate trains on the rest.")]

@@ -13,6 +13,7 @@ from cli.options import (
     BatchOpt,
     FourBitOpt,
     GpuOpt,
+    GpusOpt,
     GradAccumOpt,
     HeadroomOpt,
     HoursOpt,
@@ -28,18 +29,31 @@ from cli.options import (
     VramOpt,
 )
 
+DEFAULT_MODEL = "Qwen/Qwen2.5-1.5B-Instruct"
+
 
 def plan_cmd(
-    gpu: GpuOpt = "auto", vram_gb: VramOpt = None, model: ModelOpt = "Qwen/Qwen2.5-1.5B-Instruct",
-    hours: HoursOpt = 24.0, rank: RankOpt = None, alpha: AlphaOpt = None, k: KOpt = None, batch: BatchOpt = None,
+    gpu: GpuOpt = "auto", vram_gb: VramOpt = None, model: ModelOpt = DEFAULT_MODEL,
+    hours: HoursOpt = None, rank: RankOpt = None, alpha: AlphaOpt = None, k: KOpt = None, batch: BatchOpt = None,
     grad_accum: GradAccumOpt = None, max_prompt: MaxPromptOpt = None, max_completion: MaxCompletionOpt = None,
     load_in_4bit: FourBitOpt = None, vllm_share: VllmShareOpt = None, standby: StandbyOpt = None,
     targets: TargetsOpt = None, headroom: HeadroomOpt = 0.10, backend: BackendOpt = None, as_json: JsonOpt = False,
     calibration: Annotated[str | None, typer.Option("--calibration", help="calibration.json from `budgetreason calibrate`.")] = None,
+    gpus: GpusOpt = None,
+    config: Annotated[str | None, typer.Option("--config", "-c", help="With --gpus: plan a recipe or YAML file's settings.")] = None,
 ) -> None:
     """Plan a GRPO run: the configuration that fits, memory term by term, time and cost."""
     from budgetreason.planner import plan
 
+    if gpus is not None:
+        from budgetreason.multigpu import plan_for_cli
+
+        _show(plan_for_cli(gpus, config, gpu=gpu, vram_gb=vram_gb, model=None if model == DEFAULT_MODEL else model,
+                           budget_hours=hours, lora_rank=rank, lora_alpha=alpha, num_generations=k,
+                           per_device_train_batch_size=batch, max_prompt_length=max_prompt,
+                           max_completion_length=max_completion, lora_target_modules=targets, headroom=headroom),
+              as_json)
+        return
     if hours is None:
         hours = 24.0
     p = plan(gpu, model, hours, vram_gb=vram_gb, headroom=headroom, backend=backend, calibration=calibration,
@@ -57,4 +71,17 @@ def plan_cmd(
 
         Console().print(plan_view(p))
     if not p.fits:
+        raise typer.Exit(1)
+
+
+def _show(layout, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(layout.to_dict(), indent=2))
+    else:
+        from rich.console import Console
+
+        from budgetreason.multigpu import layout_view
+
+        Console().print(layout_view(layout))
+    if not layout.fits:
         raise typer.Exit(1)
