@@ -20,7 +20,8 @@ REPORT_TO = ("none", "wandb", "tensorboard", "trackio")
 #: Fields that define what is trained. A run folder whose config differs in any of these is a
 #: different run; the others (budget, checkpoint cadence, logging) may change on resume.
 IDENTITY_FIELDS = (
-    "model", "dataset", "data_path", "problem_column", "answer_column", "rewards", "loss", "learning_rate",
+    "model", "dataset", "dataset_config", "split", "data_path", "problem_column", "answer_column", "rewards", "reward_funcs", "reward_weights",
+    "loss", "learning_rate",
     "lora_rank", "lora_alpha", "lora_dropout", "lora_target_modules", "num_generations",
     "per_device_train_batch_size", "gradient_accumulation_steps", "max_prompt_length", "beta", "epsilon",
     "epsilon_high", "temperature", "top_p", "seed", "warmup_ratio", "min_lr_ratio", "val_size",
@@ -35,7 +36,12 @@ class RunConfig:
     model: str | None = None
     """Catalog model, hub id, local folder, or 'tiny-arith' (default without a GPU)."""
     dataset: str | None = None
-    """Recipe name (see `budgetreason recipes`) or a local file; default 'arith' for tiny-arith, else 'open-rs'."""
+    """Recipe name (see `budgetreason recipes`), a hub dataset id (org/name) or a local file; default 'arith' for
+    tiny-arith, else 'open-rs'."""
+    dataset_config: str | None = None
+    """Configuration (subset) of a hub dataset, e.g. 'main' for openai/gsm8k (--dataset-config)."""
+    split: str | None = None
+    """Split to train on: default the recipe's, else 'train' (--split)."""
     data_path: str | None = None
     """A local copy of the recipe's data in the hub's shape (--data)."""
     problem_column: str | None = None
@@ -46,6 +52,10 @@ class RunConfig:
     """Held-out rows of the training data kept out of training (not the validation benchmark)."""
     rewards: str = "micro_budget"
     """Reward preset: micro_budget (0.2·format + accuracy), tina, tina_cosine."""
+    reward_funcs: list[str] = field(default_factory=list)
+    """Your own rewards as 'module:function' (or a built-in name); when given they replace the preset."""
+    reward_weights: list[float] | None = None
+    """Weights of reward_funcs, one each (default 1 each)."""
 
     # --- where and how long
     gpu: str = "auto"
@@ -162,6 +172,9 @@ class RunConfig:
             bad(f"--val-every must be at least 1, got {self.val_every}.")
         if not 0 <= self.lora_dropout < 1:
             bad(f"lora_dropout must be in [0, 1), got {self.lora_dropout}.")
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
+            bad(f"{len(self.reward_weights)} --reward-weight value(s) for {len(self.reward_funcs)} --reward "
+                "function(s); give one weight per --reward.")
         if self.temperature <= 0:
             bad(f"temperature must be positive, got {self.temperature}.")
 

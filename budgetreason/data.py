@@ -119,17 +119,17 @@ def read_local(path: Path, split: str | None = None) -> list[dict]:
         raise BudgetError(f"Cannot read {path} as {kind}: {str(e).splitlines()[0][:160]}") from None
 
 
-def _read_hub(recipe: Recipe, split: str | None) -> list[dict]:
+def _read_hub(recipe: Recipe, split: str | None, config: str | None = None) -> list[dict]:
     import datasets
 
     try:
-        return list(datasets.load_dataset(recipe.hf_id, recipe.config, split=split or recipe.split))
+        return list(datasets.load_dataset(recipe.hf_id, config or recipe.config, split=split or recipe.split))
     except Exception as e:
         raise BudgetError(f"Cannot load {recipe.name} from the hub ({recipe.hf_id}: {type(e).__name__}; offline?). "
                           f"Pass a local copy with --data FILE (columns {recipe.problem_column}, {recipe.answer_column}).") from None
 
 
-def _source_rows(name_or_path: str, data_files: str | None, split: str | None, seed: int
+def _source_rows(name_or_path: str, data_files: str | None, split: str | None, seed: int, config: str | None = None
                  ) -> tuple[list[dict], str, str | None, str | None]:
     """Rows plus (source label, default problem column, default answer column)."""
     if name_or_path in _registry():
@@ -142,19 +142,20 @@ def _source_rows(name_or_path: str, data_files: str | None, split: str | None, s
             path = Path(data_files).expanduser()
             if not path.exists():
                 raise BudgetError(f"--data {data_files}: no such file or folder.")
-            return read_local(path), f"{recipe.name} ({path})", recipe.problem_column, recipe.answer_column
-        return _read_hub(recipe, split), recipe.name, recipe.problem_column, recipe.answer_column
+            return read_local(path, split), f"{recipe.name} ({path})", recipe.problem_column, recipe.answer_column
+        return _read_hub(recipe, split, config), recipe.name, recipe.problem_column, recipe.answer_column
     path = Path(name_or_path).expanduser()
     if path.exists():
-        return read_local(path), str(path), None, None
+        return read_local(path, split), str(path), None, None
     if "/" in name_or_path and not path.suffix:
         import datasets
 
         try:
-            rows = list(datasets.load_dataset(name_or_path, split=split or "train"))
+            rows = list(datasets.load_dataset(name_or_path, config, split=split or "train"))
         except Exception as e:
-            raise BudgetError(f"Cannot load '{name_or_path}' from the hub ({type(e).__name__}; offline?). "
-                              "Pass a local file instead.") from None
+            what = f"{name_or_path}" + (f" (config {config})" if config else "") + f", split {split or 'train'}"
+            raise BudgetError(f"Cannot load '{what}' from the hub ({type(e).__name__}: {str(e).splitlines()[0][:120]}"
+                              "; offline, or see --dataset-config/--split). Pass a local file instead.") from None
         return rows, name_or_path, None, None
     raise BudgetError(f"Unknown dataset '{name_or_path}': not a recipe ({', '.join(_registry())}) and no such file.")
 
@@ -181,16 +182,18 @@ def _prompt_tokens(tokenizer, messages: list[dict]) -> int:
 def load_dataset_recipe(name_or_path: str, *, split: str | None = None, problem_column: str | None = None,
                         answer_column: str | None = None, data_files: str | None = None, seed: int = 0,
                         val_size: int | float = 0, max_prompt_length: int | None = None, tokenizer=None,
-                        limit: int | None = None, system_prompt: str = SYSTEM_PROMPT) -> PreparedData:
+                        limit: int | None = None, system_prompt: str = SYSTEM_PROMPT,
+                        config: str | None = None) -> PreparedData:
     """Load a recipe, a local file or a hub dataset into the normalised schema, validated and split.
 
+    `split` and `config` choose a hub dataset's split and configuration (subset).
     `val_size` is a row count or a fraction; `limit` keeps only that many training rows after the
     shuffle; prompts longer than `max_prompt_length` tokens (under `tokenizer`'s chat template)
     are dropped. Every problem is reported in one line on failure.
     """
     import datasets
 
-    rows, source, default_p, default_a = _source_rows(name_or_path, data_files, split, seed)
+    rows, source, default_p, default_a = _source_rows(name_or_path, data_files, split, seed, config)
     pcol, acol = problem_column or default_p or "problem", answer_column or default_a or "answer"
     columns = list(rows[0]) if rows else []
     for col, flag in ((pcol, "--problem-column"), (acol, "--answer-column")):

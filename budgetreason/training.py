@@ -37,6 +37,8 @@ class ResolvedRun:
     gpu: object
     resume_from: Path | None = None
     notes: list[str] = field(default_factory=list)
+    rewards: object | None = None
+    """The checked custom rewards (budgetreason.custom_rewards), or None for the preset."""
 
 
 @dataclass
@@ -77,8 +79,11 @@ def _default(name: str):
     return f.default if f.default is not dataclasses.MISSING else f.default_factory()
 
 
-def resolve(config: RunConfig) -> ResolvedRun:
-    """Fill every open setting: GPU, back-end, model, dataset, budget, and the planner's shape."""
+def resolve(config: RunConfig, reward_objects: dict | None = None) -> ResolvedRun:
+    """Fill every open setting: GPU, back-end, model, dataset, budget, and the planner's shape.
+
+    `reward_objects` maps reward specs to the callables a Python caller passed (train(rewards=[fn])).
+    """
     from budgetreason.backends import choose_backend
     from budgetreason.hardware import resolve_gpu
     from budgetreason.models import TINY_MODEL_ID, canonical_model_id, resolve_model
@@ -94,7 +99,12 @@ def resolve(config: RunConfig) -> ResolvedRun:
     from budgetreason.data import check_source
 
     check_source(dataset, config.data_path)
-    if config.rewards:
+    custom = None
+    if config.reward_funcs:  # checked on a sample batch here, before any model loads
+        from budgetreason.custom_rewards import checked_rewards
+
+        custom = checked_rewards(dataclasses.replace(config, dataset=dataset), reward_objects or {})
+    elif config.rewards:
         from budgetreason.rewards import preset
 
         preset(config.rewards)  # an unknown preset fails here, not after the model has loaded
@@ -134,7 +144,8 @@ def resolve(config: RunConfig) -> ResolvedRun:
     )
     if resolved.output is None:
         resolved.output = str(Path("runs") / f"{slug(model)}-{slug(dataset)}-r{resolved.lora_rank}-s{resolved.seed}")
-    return ResolvedRun(config=resolved, plan=p, folder=RunFolder(resolved.output), backend=backend, gpu=gpu)
+    return ResolvedRun(config=resolved, plan=p, folder=RunFolder(resolved.output), backend=backend, gpu=gpu,
+                       rewards=custom)
 
 
 def _identity(cfg: RunConfig) -> dict:
@@ -194,13 +205,20 @@ def train(config: RunConfig | dict | str | None = None, *, callbacks: list | Non
     """Train with GRPO on LoRA inside the budget; returns how the run ended.
 
     `config` is a RunConfig, a dict of its fields, a recipe name or a YAML path; keyword
-    arguments override it (None leaves a setting to the planner). Extra TrainerCallbacks may
-    be passed (tests use this to inject faults). Re-running the same call resumes.
+    arguments override it (None leaves a setting to the planner). ``rewards`` takes a preset
+    name or, as TRL's ``reward_funcs``, a list of your own reward functions (callables or
+    'module:function' strings) with ``reward_weights``. Extra TrainerCallbacks may be passed
+    (tests use this to inject faults). Re-running the same call resumes.
     """
     from rich.console import Console
 
     console = console or Console(stderr=True)
-    run = check_folder(resolve(_user_config(config, overrides)))
+    objects = {}
+    if isinstance(overrides.get("rewards"), (list, tuple)):
+        from budgetreason.custom_rewards import split_user_rewards
+
+        overrides["reward_funcs"], objects = split_user_rewards(overrides.pop("rewards"))
+    run = check_folder(resolve(_user_config(config, overrides), reward_objects=objects))
     retries = 0
     while True:
         try:
@@ -291,11 +309,13 @@ def _train_once(run: ResolvedRun, extra_callbacks: list, console) -> RunResult:
     from budgetreason.trainer_args import grpo_config
 
     prepared = _load_data(cfg, loaded.tokenizer)
+    from trl.trainer.utils import get_callable_name
+
     from budgetreason.rewards import preset
 
-    rewards = preset(cfg.rewards, prompt_opens_think=_template_opens_think(loaded.tokenizer, prepared.train))
+    rewards = run.rewards or preset(cfg.rewards, prompt_opens_think=_template_opens_think(loaded.tokenizer, prepared.train))
     state = RunState(folder=folder, clock=clock, save_minutes=cfg.save_minutes)
-    cbs = [BudgetCallback(state), MetricsCallback(state, [f.__name__ for f in rewards.funcs]),
+    cbs = [BudgetCallback(state), MetricsCallback(state, [get_callable_name(f) for f in rewards.funcs]),
            HealthCallback(state, console=console)]
     if cfg.progress:
         cbs.append(ProgressCallback(state, cfg.max_steps, console=console))
@@ -366,7 +386,8 @@ def _load_data(cfg: RunConfig, tokenizer):
     from budgetreason.data import load_dataset_recipe
 
     return load_dataset_recipe(cfg.dataset, data_files=cfg.data_path, problem_column=cfg.problem_column,
-                               answer_column=cfg.answer_column, seed=cfg.seed, val_size=cfg.val_size,
+                               answer_column=cfg.answer_column, split=cfg.split, config=cfg.dataset_config,
+                               seed=cfg.seed, val_size=cfg.val_size,
                                max_prompt_length=cfg.max_prompt_length, tokenizer=tokenizer, limit=cfg.dataset_limit)
 
 

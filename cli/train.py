@@ -27,7 +27,11 @@ from cli.options import (
 
 def train_cmd(
     model: Annotated[str | None, typer.Option("--model", "-m", help="Catalog model, hub id, folder, or tiny-arith (default without a GPU).")] = None,
-    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Recipe (see `budgetreason recipes`) or a local file.")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d",
+                                                help="Recipe (see `budgetreason recipes`), hub dataset ORG/NAME, or a local file.")] = None,
+    dataset_config: Annotated[str | None, typer.Option("--dataset-config",
+                                                       help="Configuration (subset) of a hub dataset, e.g. main.")] = None,
+    split: Annotated[str | None, typer.Option("--split", help="Split to train on (default: the recipe's, else train).")] = None,
     data: Annotated[str | None, typer.Option("--data", help="Local copy of the recipe's data in the hub's shape.")] = None,
     problem_column: Annotated[str | None, typer.Option("--problem-column")] = None,
     answer_column: Annotated[str | None, typer.Option("--answer-column")] = None,
@@ -42,6 +46,9 @@ def train_cmd(
     beta: Annotated[float | None, typer.Option("--beta", help="KL coefficient.")] = None,
     temperature: Annotated[float | None, typer.Option("--temperature")] = None,
     rewards: Annotated[str | None, typer.Option("--rewards", help="Reward preset: micro_budget, tina, tina_cosine.")] = None,
+    reward: Annotated[list[str] | None, typer.Option(
+        "--reward", help="Your reward, module:function or file.py:function (repeatable; replaces the preset).")] = None,
+    reward_weight: Annotated[list[float] | None, typer.Option("--reward-weight", help="Weight of each --reward, in order (default 1).")] = None,
     save_steps: Annotated[int | None, typer.Option("--save-steps")] = None,
     save_minutes: Annotated[float | None, typer.Option("--save-minutes", help="Checkpoint every N minutes (30).")] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Run folder.")] = None,
@@ -66,12 +73,14 @@ def train_cmd(
         base = train_overrides_from_folder(resume)
         output = output or resume
     overrides = dict(
-        model=model, dataset=dataset, data_path=data, problem_column=problem_column, answer_column=answer_column,
+        model=model, dataset=dataset, dataset_config=dataset_config, split=split, data_path=data,
+        problem_column=problem_column, answer_column=answer_column,
         gpu=None if gpu == "auto" and resume else gpu, vram_gb=vram_gb, budget_hours=hours, budget_usd=budget_usd,
         max_steps=max_steps, lora_rank=rank, lora_alpha=alpha, num_generations=k, per_device_train_batch_size=batch,
         gradient_accumulation_steps=grad_accum, max_prompt_length=max_prompt, max_completion_length=max_completion,
         load_in_4bit=load_in_4bit, vllm_gpu_memory_utilization=vllm_share, vllm_standby=standby,
         lora_target_modules=targets, learning_rate=lr, loss=loss, beta=beta, temperature=temperature, rewards=rewards,
+        reward_funcs=reward or None, reward_weights=reward_weight or None,
         save_steps=save_steps, save_minutes=save_minutes, output=output, overwrite=overwrite or None, seed=seed,
         backend=backend, report_to=report_to, oom_retries=oom_retries, val_every=val_every,
         val_benchmark=val_benchmark, val_size_benchmark=val_size, val_data=val_data,
