@@ -38,7 +38,7 @@ def main_callback(
 
 
 def _register() -> None:
-    from cli import catalogs, evaluation, gpu, misc, plan, reporting, train
+    from cli import catalogs, evaluation, export, gpu, misc, plan, push, reporting, serve, train
 
     app.command("demo")(misc.demo_cmd)
     app.command("plan")(plan.plan_cmd)
@@ -46,6 +46,9 @@ def _register() -> None:
     app.command("eval")(evaluation.eval_cmd)
     app.command("compare")(evaluation.compare_cmd)
     app.command("report")(reporting.report_cmd)
+    app.command("export")(export.export_cmd)
+    app.command("push")(push.push_cmd)
+    app.command("serve")(serve.serve_cmd)
     app.command("sweep")(reporting.sweep_cmd)
     app.command("recipes")(misc.recipes_cmd)
     app.command("benchmarks")(evaluation.benchmarks_cmd)
