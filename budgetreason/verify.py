@@ -2,16 +2,15 @@
 
 Model output is untrusted text. Four rules keep checking it harmless and cheap:
 
-1. **Nothing evaluates model text as Python.** Answers are cut out with bounded regular
-   expressions and handed to Math-Verify. Its LaTeX parser builds SymPy objects from a grammar;
+1. **Nothing evaluates model text as Python.** The answer region goes to Math-Verify's own
+   ``parse`` (its extraction finds the answer). Its LaTeX parser builds SymPy objects from a grammar;
    its plain-expression parser (``ExprExtractionConfig``) does call SymPy's ``parse_expr``, which
    *does* ``eval`` its input (``parse_expr("__import__('os').system(...)")`` runs the command), but
    Math-Verify only hands it text matched by ``[\\d.\\s+\\-*×/^()÷]``: digits and operators, no
    names. The safety tests feed code payloads through every path and check that the file they
    would create never appears.
-2. **Input is bounded before parsing.** Only the end of a completion is searched (what follows
-   the last ``</think>``, at most :data:`TAIL_CHARS`), and an answer longer than
-   :data:`MAX_ANSWER_CHARS` is judged wrong without parsing.
+2. **Input is bounded before parsing.** Only the answer region is searched (what follows the
+   last ``</think>``, see :func:`answer_region`), at most its last :data:`TAIL_CHARS` characters.
 3. **Time is bounded per completion, in every thread.** Whatever needs SymPy runs in a pool of
    verifier subprocesses. Inside a worker an interval timer stops a check at ``timeout_s``; the
    parent also holds a wall-clock deadline (``timeout_s`` + :data:`GRACE_S`) and kills and
@@ -29,8 +28,9 @@ without a ``__main__`` guard would re-run); and daemonic processes (TRL's async 
 DataLoader workers) may not start ``multiprocessing`` children at all. A worker here is a fresh
 interpreter (as with the ``spawn`` context) talking JSON lines over pipes.
 
-Public API: :func:`extract_answer`, :func:`extract_choice`, :func:`answers_match`,
-:func:`score_batch`, :func:`shutdown`.
+Public API: :func:`score_batch` and :func:`judge_batch` (the verdicts), :func:`answers_match`,
+:func:`answer_region`, :func:`shutdown`; :func:`extract_answer` and :func:`extract_choice` cut an
+answer out for display (evaluation tables) and for multiple-choice letters, never for equivalence.
 """
 
 from __future__ import annotations
@@ -97,6 +97,37 @@ def final_region(text: str) -> str:
     if idx >= 0:
         text = text[idx + len("</think>"):]
     return text[-TAIL_CHARS:]
+
+
+def answer_region(text, *, prompt_opens_think: bool = False, whole: bool = False,
+                  boxed_only: bool = False) -> str | None:
+    r"""The text Math-Verify searches for the final answer; None when the completion is unfinished.
+
+    Default: what follows the last ``</think>``. A completion still inside its reasoning (a
+    ``<think>`` opened in it, or at the end of the prompt as the DeepSeek-R1 distills' template
+    does, and no ``</think>``) is unfinished: None, since a box in the middle of unfinished
+    reasoning is not a final answer (TRL's ``reasoning_accuracy_reward`` scores it 0 too). A text
+    without think tags is all answer. ``whole=True``: the whole text, as open-r1 and Tina parse it.
+    ``boxed_only=True``: only the last ``\boxed{}`` of the region ("" when it has none), the
+    micro-budget paper's "final boxed answer". At most the last :data:`TAIL_CHARS` characters.
+
+    >>> answer_region("<think>\\boxed{1}</think> So \\boxed{2}."), answer_region("<think>\\boxed{1}")
+    (' So \\boxed{2}.', None)
+    >>> answer_region("<think>\\boxed{1}", whole=True), answer_region("x \\boxed{3}, so $4$", boxed_only=True)
+    ('<think>\\boxed{1}', '\\boxed{3}')
+    """
+    text = completion_text(text)
+    if not whole:
+        idx = text.rfind("</think>")
+        if idx >= 0:
+            text = text[idx + len("</think>"):]
+        elif prompt_opens_think or "<think>" in text:
+            return None
+    text = text[-TAIL_CHARS:]
+    if boxed_only:
+        box = last_boxed(text)
+        return f"\\boxed{{{box}}}" if box else ""
+    return text
 
 
 def last_boxed(text: str) -> str | None:
@@ -185,7 +216,10 @@ def extract_choice(text) -> str | None:
     >>> extract_choice("<think>A or C?</think> The answer is (C)."), extract_choice("\\\\boxed{\\\\text{B}}")
     ('C', 'B')
     """
-    region = final_region(completion_text(text))
+    return _choice_in(final_region(completion_text(text)))
+
+
+def _choice_in(region: str) -> str | None:
     boxed = last_boxed(region)
     if boxed is not None:
         m = _LETTER.match(re.sub(r"\\text(?:bf)?\{(.*)\}", r"\1", boxed).strip())
@@ -217,73 +251,78 @@ def is_choice(gold: str) -> bool:
     return bool(re.fullmatch(r"\(?\s*[A-E]\s*\)?", gold.strip()))
 
 
-def _plain(s: str) -> str:
-    s = s.replace("\\!", "").replace("\\,", "").replace("\\ ", "").replace("$", "")
-    s = re.sub(r"\\(?:d|t)frac", r"\\frac", s)
-    return re.sub(r"\s+", "", s).rstrip(".")
+_GOLD_NUMBER = re.compile(r"(-?)(\d{1,18})(?:/(\d{1,18}))?")
+# A region whose only math is one boxed integer or fraction, then at most a closing delimiter and a
+# full stop: Math-Verify's boxed-first extraction can only return that box's value (a test checks
+# every region this accepts). No backslash, dollar, brace, bracket or percent before it.
+_FAST_REGION = re.compile(
+    r"[^\\$%{}\[\]]{0,2000}?(?:\$|\\\[|\\\()?\s*\\boxed\{\s*(-?)(?:(\d{1,18})(?:/(\d{1,18}))?|"
+    r"\\[dt]?frac\{(\d{1,18})\}\{(\d{1,18})\})\s*\}\s*(?:\$|\\\]|\\\))?\s*\.?\s*")
 
 
-def _integer(s: str) -> int | None:
-    """A plain integer, allowing thousands separators ("1,000") but not lists ("1,2")."""
-    if re.fullmatch(r"-?\d{1,60}", s) or re.fullmatch(r"-?\d{1,3}(?:,\d{3})+", s):
-        return int(s.replace(",", ""))
-    return None
-
-
-_RATIONAL = re.compile(r"(-?)(?:(\d{1,30}(?:\.\d{1,30})?)|(\d{1,30})/(\d{1,30})|\\frac\{(-?\d{1,30})\}\{(\d{1,30})\})")
-
-
-def _rational(s: str) -> tuple[Fraction, bool] | None:
-    """A plain number ("-3", "0.75", "3/4", "\\frac{3}{4}") as (exact value, written with a decimal point)."""
-    m = _RATIONAL.fullmatch(s)
-    if not m:
+def _fraction(num: str, den: str | None, sign: str) -> Fraction | None:
+    if den is not None and int(den) == 0:
         return None
-    sign, number, num, den, tex_num, tex_den = m.groups()
-    if number is not None:
-        value = Fraction(number)
-    else:
-        num, den = (num, den) if num is not None else (tex_num, tex_den)
-        if int(den) == 0:
-            return None
-        value = Fraction(int(num), int(den))
-    return (-value if sign else value), number is not None and "." in number
+    value = Fraction(int(num), int(den) if den is not None else 1)
+    return -value if sign else value
 
 
-def fast_match(gold: str, pred: str) -> bool | None:
-    """Decide without SymPy where Math-Verify's verdict is certain; None means 'ask Math-Verify'.
+def fast_match(gold: str, region: str) -> bool | None:
+    r"""Math-Verify's verdict without SymPy where it is certain; None means 'ask Math-Verify'.
 
-    Identical after whitespace and markup: equal. Two plain numbers (integers, decimals, ``a/b``,
-    ``\\frac{a}{b}``): equal when their exact values are (Math-Verify agrees, rounding or not);
-    different when they differ and neither is a decimal (its comparison is then exact) or they
-    differ by 1e-5 or more (it rounds decimals to 6 places). A test checks this against Math-Verify.
+    Decided only when the gold is a bare integer or ``a/b`` and the answer region's only math is
+    one ``\boxed{}`` holding an integer, ``a/b`` or ``\frac{a}{b}``: Math-Verify then compares two
+    rationals exactly (no float rounding), so equal values are its True and different ones its
+    False. A test runs Math-Verify on every case this decides.
 
-    >>> fast_match("1,000", "1000"), fast_match("12", "13"), fast_match("3/4", "0.75"), fast_match("1/3", "0.333333")
-    (True, False, True, None)
+    >>> fast_match("12", "Therefore, \\boxed{12}."), fast_match("3/4", "$\\boxed{\\frac{6}{8}}$"), fast_match("12", "12")
+    (True, True, None)
     """
-    g, p = _plain(gold), _plain(pred)
-    if g and g == p:
-        return True
-    ig, ip = _integer(g), _integer(p)
-    if ig is not None and ip is not None:
-        return ig == ip
-    rg, rp = _rational(g), _rational(p)
-    if rg is None or rp is None:
+    g = _GOLD_NUMBER.fullmatch(gold.strip())
+    p = _FAST_REGION.fullmatch(region) if len(region) <= 2_100 else None
+    if g is None or p is None:
         return None
-    (vg, dg), (vp, dp) = rg, rp
-    if vg == vp:
-        return True
-    if not (dg or dp) or abs(vg - vp) >= Fraction(1, 100_000):
-        return False
-    return None
+    sign, num, den, tex_num, tex_den = p.groups()
+    vg = _fraction(g.group(2), g.group(3), g.group(1))
+    vp = _fraction(num, den, sign) if num is not None else _fraction(tex_num, tex_den, sign)
+    if vg is None or vp is None:
+        return None
+    return vg == vp
 
 
 # ---- the SymPy comparison (runs inside a worker process) -------------------------------------------
+_BARE_NUMBER = re.compile(r"-?[\d.,\s]*\d(?:\s*/\s*\d+)?")
+# A command with a plain-word argument (\\text{cm}, \\begin{pmatrix}): not prose.
+_COMMAND_ARG = re.compile(r"\\[A-Za-z]+\*?(?:\{[A-Za-z ]*\})?")
+_MATH_MARKS = ("$", "\\(", "\\[", "\\boxed", "\\fbox", "####")
+
+
+def gold_text(gold) -> str:
+    r"""The gold answer as Math-Verify should parse it.
+
+    A gold with its own math delimiters (``$...$``, ``\(...\)``, ``\[...\]``, a box, GSM8K's
+    ``####``), a plain number (``1,22`` is 1.22 to Math-Verify), or prose goes as given, as TRL's
+    ``accuracy_reward`` parses ``solution``. Any other bare answer (``\frac{3}{4}``, ``(1,2]``,
+    ``x^2+1``) is wrapped as ``$...$``, as Tina does, since Math-Verify finds LaTeX only inside
+    delimiters.
+
+    >>> gold_text("(1,2]"), gold_text("1,22"), gold_text("$x$"), gold_text("forty two")
+    ('$(1,2]$', '1,22', '$x$', 'forty two')
+    """
+    gold = str(gold).strip()
+    if any(m in gold.replace("\\$", "") for m in _MATH_MARKS) or _BARE_NUMBER.fullmatch(gold) \
+            or _WORD.search(_COMMAND_ARG.sub("", gold)):  # \$5 is a price, not a delimiter
+        return gold
+    return f"${gold}$"
+
+
 class _JobTimeout(BaseException):
     """Raised by the worker's interval timer; a BaseException so library ``except Exception`` lets it by."""
 
 
 _ARMED = False
 _GOLDS: dict[str, list] = {}  # parsed gold answers, in a worker (SymPy objects are immutable)
+_TARGETS: tuple = ()
 
 
 def _on_alarm(signum, frame):
@@ -291,30 +330,52 @@ def _on_alarm(signum, frame):
         raise _JobTimeout
 
 
-def _verify_here(gold: str, pred: str) -> bool | None:
-    """Math-Verify on one (gold, answer) pair; None when the gold does not parse.
+def extraction_targets() -> tuple:
+    """Math-Verify's extraction configs as its own test suite and TRL/open-r1 order them: LaTeX with
+    ``\\boxed{}`` first (priority 0), then plain expressions. One tuple, so Math-Verify's compiled
+    regular expressions stay cached."""
+    global _TARGETS
+    if not _TARGETS:
+        from math_verify import ExprExtractionConfig, LatexExtractionConfig
+
+        _TARGETS = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
+    return _TARGETS
+
+
+def _parse_gold(gold: str) -> list:
+    """Math-Verify's parse of a gold answer; [] when it finds nothing (a data fault, TRL's test).
+
+    A wrapped bare answer that yields no mathematics is parsed as given instead (TRL's way)."""
+    from math_verify import parse
+
+    text = gold_text(gold)
+    parsed = parse(text, extraction_targets(), parsing_timeout=None)
+    if text != gold and not any(not isinstance(x, str) for x in parsed):
+        parsed = parse(gold, extraction_targets(), parsing_timeout=None)
+    return parsed
+
+
+def _verify_here(gold: str, region: str) -> bool | None:
+    """Math-Verify on one (gold, answer region) pair; None when the gold does not parse.
 
     Its own signal timeouts are off (None): the worker's interval timer bounds the whole pair.
-    The gold is wrapped in ``$...$`` before parsing, as Tina does; ``verify`` takes the gold first.
+    ``parse`` searches the region with Math-Verify's own extraction and priorities, ``verify``
+    takes the gold first, default options (6 decimals, strict variables, no set-relation
+    comparison), as in Math-Verify's test suite.
     """
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+    from math_verify import parse, verify
 
-    configs = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
     gold_parsed = _GOLDS.get(gold)
     if gold_parsed is None:  # a GRPO group checks several answers against one gold: parse it once
-        gold_parsed = parse(f"${gold}$", configs, fallback_mode="no_fallback", parsing_timeout=None) \
-            or parse(gold, configs, fallback_mode="no_fallback", parsing_timeout=None)
-        _GOLDS[gold] = gold_parsed
+        gold_parsed = _GOLDS[gold] = _parse_gold(gold)
         if len(_GOLDS) > 512:
             del _GOLDS[next(iter(_GOLDS))]
     if not gold_parsed:
         return None
-    pred_parsed = parse(f"\\boxed{{{pred}}}", configs, parsing_timeout=None) \
-        or parse(pred, configs, parsing_timeout=None)
+    pred_parsed = parse(region, extraction_targets(), parsing_timeout=None)
     if not pred_parsed:
         return False
-    # Set-relation comparison lets "-2 < x < 2" answer the interval (-2, 2).
-    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None, allow_set_relation_comp=True))
+    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
 
 
 def _limit_resources(memory_mb: int) -> None:
@@ -342,7 +403,8 @@ def _cpu_backstop(timeout_s: float) -> None:
 
 
 def _worker_main(memory_mb: int = WORKER_MEMORY_MB) -> None:
-    """A verifier worker: JSON lines in on stdin ``{"i", "g", "p", "t"}``, out on stdout ``{"i", "r"}``."""
+    """A verifier worker: JSON lines in on stdin ``{"i", "g", "p", "t"}``, out on stdout ``{"i", "r"}``;
+    ``r`` is true, false, ``"gold"`` (the gold does not parse) or null (out of time, or an error)."""
     global _ARMED
     import logging
 
@@ -351,7 +413,7 @@ def _worker_main(memory_mb: int = WORKER_MEMORY_MB) -> None:
     logging.disable(logging.CRITICAL)
     out, sys.stdout = sys.stdout, sys.stderr  # nothing a library prints may corrupt the protocol
     _limit_resources(memory_mb)
-    _verify_here("1", "1")  # import SymPy and build Math-Verify's parsers before saying ready
+    _verify_here("1", "$1$ \\boxed{1}")  # import SymPy and build Math-Verify's parsers before saying ready
     out.write('{"ready": true}\n')
     out.flush()
     for line in sys.stdin:  # EOF (the parent closed the pipe or died) ends the worker
@@ -364,6 +426,8 @@ def _worker_main(memory_mb: int = WORKER_MEMORY_MB) -> None:
                 _ARMED = True
                 signal.setitimer(signal.ITIMER_REAL, max(0.01, job["t"]), 0.2)  # re-fires if one is swallowed
                 result = _verify_here(job["g"], job["p"])
+                if result is None:
+                    result = "gold"
             finally:
                 _ARMED = False
                 signal.setitimer(signal.ITIMER_REAL, 0)
@@ -444,12 +508,13 @@ class VerifierPool:
         self._sent = 0  # message ids, so a reply can never be taken for another job's
 
     def map(self, jobs: list[tuple[str, str]], timeout_s: float = DEFAULT_TIMEOUT_S,
-            processes: int | None = None) -> list[bool | None]:
-        """Verdicts for (gold, answer) pairs, in order: True, False, or None (not judged).
+            processes: int | None = None) -> list[bool | str | None]:
+        """Worker results for (gold, answer region) pairs, in order: True, False, ``"gold"`` (the gold
+        does not parse) or None (out of time, or the worker died).
 
         Raises VerifierUnavailable when no worker can start at all.
         """
-        results: list[bool | None] = [None] * len(jobs)
+        results: list[bool | str | None] = [None] * len(jobs)
         if not jobs:
             return results
         with self._lock:
@@ -573,7 +638,7 @@ def default_processes() -> int:
 
 _POOL: VerifierPool | None = None
 _POOL_LOCK = threading.Lock()
-_CACHE: OrderedDict[tuple[str, str], bool] = OrderedDict()
+_CACHE: OrderedDict[tuple[str, str], str] = OrderedDict()  # (gold, region) -> verdict
 _CACHE_LOCK = threading.Lock()
 
 
@@ -607,69 +672,103 @@ if hasattr(os, "register_at_fork"):
 
 
 # ---- public scoring ----------------------------------------------------------------------------------
-def score_batch(golds: list, texts: list, timeout_s: float = DEFAULT_TIMEOUT_S,
-                processes: int | None = None) -> list[float | None]:
-    """Score completions against gold answers: 1.0 (equal), 0.0 (wrong or no answer), None (not judged).
+CORRECT, WRONG, NO_ANSWER, UNFINISHED = "correct", "wrong", "no answer", "unfinished"
+TIMEOUT, BAD_GOLD, ERROR = "timeout", "bad gold", "error"
+#: The score of each verdict: None means not judged (TRL skips a None; the rewards decide).
+SCORES = {CORRECT: 1.0, WRONG: 0.0, NO_ANSWER: 0.0, UNFINISHED: 0.0, TIMEOUT: None, BAD_GOLD: None, ERROR: None}
+_FROM_WORKER = {True: CORRECT, False: WRONG, "gold": BAD_GOLD, None: TIMEOUT}
 
-    None means the check could not be made: the gold does not parse, or the check ran out of
-    its ``timeout_s`` seconds. Cheap cases (multiple-choice letters, identical strings, two
-    integers, remembered verdicts) are decided in-process; the rest go to the worker pool, at
-    most ``processes`` at a time (default :func:`default_processes`), from any thread.
 
-    Args:
-        golds: reference answers, bare (``"3/4"``) or full solutions with a ``\\boxed{}``.
-        texts: completions (strings or chat messages) or bare answers.
-        timeout_s: wall-clock bound per (gold, completion) check, seconds.
-        processes: worker processes to use for this call.
+def judge_batch(golds: list, texts: list, timeout_s: float = DEFAULT_TIMEOUT_S, processes: int | None = None, *,
+                prompt_opens_think: bool | list[bool] = False, whole: bool = False,
+                boxed_only: bool = False) -> list[str]:
+    r"""A verdict per completion: ``"correct"``, ``"wrong"``, ``"no answer"``, ``"unfinished"``,
+    ``"timeout"``, ``"bad gold"`` (the gold holds no mathematics Math-Verify can parse) or ``"error"``.
 
-    >>> score_batch(["3/4", "12", "C"], ["\\\\boxed{0.75}", "The answer is 13.", "Answer: (C)"])
-    [1.0, 0.0, 1.0]
+    The answer region (:func:`answer_region`, with ``prompt_opens_think``, ``whole``,
+    ``boxed_only``) goes to Math-Verify's ``parse`` with :func:`extraction_targets`, the gold
+    (:func:`gold_text`) too, then ``verify(gold, answer)``, in the bounded workers. Decided
+    in-process: unfinished completions, multiple-choice letters (a gold A-E, as GPQA), verdicts
+    remembered from earlier calls, and the integer/fraction cases of :func:`fast_match`; one check
+    per distinct (gold, region) pair, at most ``processes`` workers at a time, from any thread.
+
+    >>> judge_batch(["3/4", "12", "5"], ["\\boxed{0.75}", "The answer is $13$.", "<think>\\boxed{5}"])
+    ['correct', 'wrong', 'unfinished']
     """
     if len(golds) != len(texts):
         raise ValueError(f"{len(golds)} gold answers for {len(texts)} completions")
-    results: list[float | None] = [None] * len(texts)
+    opens = list(prompt_opens_think) if isinstance(prompt_opens_think, (list, tuple)) else \
+        [bool(prompt_opens_think)] * len(texts)
+    verdicts: list[str] = [ERROR] * len(texts)
     todo: dict[tuple[str, str], list[int]] = {}
     for i, (gold, text) in enumerate(zip(golds, texts)):
         try:
-            gold = gold_answer(gold)
-            if is_choice(gold):
-                results[i] = float(extract_choice(text) == gold.strip("() ").upper())
-                continue
-            pred = extract_answer(text)
-            if pred is None or len(pred) > MAX_ANSWER_CHARS or not gold:
-                results[i] = 0.0 if gold else None
-                continue
-            quick = fast_match(gold, pred)
-            if quick is None:
-                with _CACHE_LOCK:
-                    quick = _CACHE.get((gold, pred))
-            if quick is not None:
-                results[i] = float(quick)
+            gold = "" if gold is None else str(gold).strip()
+            region = answer_region(text, prompt_opens_think=opens[i] if i < len(opens) else False, whole=whole,
+                                   boxed_only=boxed_only)
+            if not gold:
+                verdicts[i] = BAD_GOLD
+            elif region is None:
+                verdicts[i] = UNFINISHED
+            elif is_choice(gold_answer(gold)):
+                choice = _choice_in(region)
+                verdicts[i] = NO_ANSWER if choice is None else \
+                    CORRECT if choice == gold_answer(gold).strip("() ").upper() else WRONG
+            elif not region.strip():
+                verdicts[i] = NO_ANSWER
             else:
-                todo.setdefault((gold, pred), []).append(i)  # one check per distinct pair
+                quick = fast_match(gold, region)
+                if quick is not None:
+                    verdicts[i] = CORRECT if quick else WRONG
+                else:
+                    with _CACHE_LOCK:
+                        known = _CACHE.get((gold, region))
+                    if known is not None:
+                        verdicts[i] = known
+                    else:
+                        todo.setdefault((gold, region), []).append(i)
         except Exception:  # a text we cannot even read: not judged
-            results[i] = None
+            verdicts[i] = ERROR
     pairs = list(todo)
-    for pair, verdict in zip(pairs, pool().map(pairs, timeout_s, processes)):
-        if verdict is not None:
+    for pair, result in zip(pairs, pool().map(pairs, timeout_s, processes)):
+        verdict = _FROM_WORKER.get(result, ERROR)
+        if verdict in (CORRECT, WRONG, BAD_GOLD):
             with _CACHE_LOCK:
                 _CACHE[pair] = verdict
                 if len(_CACHE) > CACHE_SIZE:
                     _CACHE.popitem(last=False)
         for i in todo[pair]:
-            results[i] = None if verdict is None else float(verdict)
-    return results
+            verdicts[i] = verdict
+    return verdicts
 
 
-def answers_match(gold: str, completion_answer_or_text, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool | None:
-    """Whether a completion (or a bare answer) answers ``gold``; None when it could not be judged.
+def score_batch(golds: list, texts: list, timeout_s: float = DEFAULT_TIMEOUT_S,
+                processes: int | None = None, **mode) -> list[float | None]:
+    r"""Score completions against gold answers: 1.0 (equal), 0.0 (wrong, no answer, unfinished),
+    None (not judged: the gold does not parse, or the check ran out of its ``timeout_s`` seconds).
 
-    >>> answers_match("3/4", "... so the answer is \\\\boxed{0.75}"), answers_match("(1,2]", "(1, 2]")
+    Args:
+        golds: reference answers, bare (``"3/4"``) or full solutions with a ``\boxed{}``.
+        texts: completions (strings or chat messages).
+        timeout_s: wall-clock bound per (gold, completion) check, seconds.
+        processes: worker processes to use for this call.
+        mode: ``prompt_opens_think``, ``whole``, ``boxed_only``, as :func:`judge_batch`.
+
+    >>> score_batch(["3/4", "12", "C"], ["\\boxed{0.75}", "The answer is 13.", "Answer: (C)"])
+    [1.0, 0.0, 1.0]
+    """
+    return [SCORES[v] for v in judge_batch(golds, texts, timeout_s, processes, **mode)]
+
+
+def answers_match(gold: str, completion, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool | None:
+    """Whether a completion answers ``gold`` as Math-Verify judges; None when it could not be judged.
+
+    >>> answers_match("3/4", "... so the answer is \\\\boxed{0.75}"), answers_match("(1,2]", "$(1, 2]$")
     (True, True)
     >>> answers_match("C", "I pick \\\\boxed{(B)}")
     False
     """
-    score = score_batch([gold], [completion_answer_or_text], timeout_s)[0]
+    score = score_batch([gold], [completion], timeout_s)[0]
     return None if score is None else score == 1.0
 
 

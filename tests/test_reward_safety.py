@@ -58,10 +58,11 @@ def test_no_payload_leaves_a_trace(tmp_path):
     for fn in (rewards.format_reward, rewards.tag_count_reward, rewards.reasoning_steps_reward):
         fn(texts)
     # and through the comparison itself, in this process, with nothing in between
-    for text in texts:
+    for text in texts:  # the whole text as the answer region, and the cut-out answer as a gold
         answer = extract_answer(text) or text
-        _verify_here("7", answer)
+        _verify_here("7", text)
         _verify_here(answer, "7")
+        _verify_here(text, "$7$")
     assert not marker.exists()
     assert list(tmp_path.iterdir()) == []
 
@@ -124,7 +125,7 @@ def test_a_hung_worker_is_killed_and_replaced():
         os.kill(p.pids()[0], signal.SIGSTOP)
         stopped = p.pids()[0]
         t0 = time.monotonic()
-        assert p.map([("3/4", "0.75"), ("x^2", "x \\cdot x")], timeout_s=1.0) == [None, True]
+        assert p.map([("3/4", "0.75"), ("x^2", "$x \\cdot x$")], timeout_s=1.0) == [None, True]
         assert time.monotonic() - t0 < 1.0 + 1.0 + 10.0  # deadline + grace + a fresh worker's start
         assert p.killed == 1 and stopped not in p.pids()
         assert subprocess.run(["kill", "-0", str(stopped)], capture_output=True).returncode != 0
@@ -194,6 +195,7 @@ def test_bounded_in_a_daemonic_worker_process(method):
     assert pool().map([("2", "2.0")]) == [True]  # the parent's workers are untouched
 
 
+@pytest.mark.filterwarnings("ignore:.*gold answers")
 def test_no_exception_escapes_a_reward():
     weird = [None, 3, {"role": "assistant"}, [], [{"content": None}], b"bytes", "\\boxed{", float("nan"),
              [{"content": [{"type": "text", "text": "\\boxed{1}"}]}], "\x00\udcff\\boxed{\x00}"]
@@ -207,7 +209,7 @@ def test_no_exception_escapes_a_reward():
         assert len(fn(weird)) == n
     assert rewards.accuracy_reward(["\\boxed{1}"] * 2, solution=["1"]) == [0.0, 0.0]  # mismatched columns
     assert rewards.accuracy_reward([], solution=[]) == []
-    assert rewards.accuracy_reward(["\\boxed{x}"], solution=["\\unknowncommand{{{"]) == [0.0]
+    assert rewards.accuracy_reward(["\\boxed{x}"], solution=["\\unknowncommand{{{"]) == [None]  # a data fault: skipped
     assert rewards.format_reward(None) == []
 
 
@@ -222,7 +224,7 @@ def test_extraction_cost_is_bounded_for_huge_text():
 
 def test_workers_end_with_the_process_that_started_them():
     code = ("from budgetreason.verify import answers_match, pool\n"
-            "assert answers_match('x^2+1', '1+x^2')\n"
+            "assert answers_match('x^2+1', '$1+x^2$')\n"
             "print(*pool().pids())\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr

@@ -1,0 +1,65 @@
+"""budgetreason judges as Math-Verify judges: the equivalence cases of Math-Verify's own test suite.
+
+``tests/data/math_verify_cases.json`` holds every parametrized equivalence case of
+huggingface/Math-Verify's ``tests/`` that uses the default comparison options (6 decimals, strict
+variables, no set-relation comparison), copied with the repository and commit by
+``tests/data/extract_math_verify_cases.py``. They run through ``accuracy_reward`` (real workers,
+real Math-Verify), and through plain in-process ``math_verify.parse`` + ``verify``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from budgetreason.rewards import accuracy_reward
+from budgetreason.verify import extraction_targets
+
+DATA = json.loads((Path(__file__).parent / "data" / "math_verify_cases.json").read_text())
+CASES = DATA["cases"]
+
+#: Cases where budgetreason's verdict differs from the suite's expected one, with the reason.
+DISAGREE = {
+    31: "test_latex_notation expects no answer in 'Answer $ \\n 9 \\n $' (an inline $...$ may not span lines) "
+        "with LaTeX extraction only; budgetreason also extracts expressions, as open-r1/TRL's default and "
+        "the suite's own latex+expr tests do, and finds the 9 (plain Math-Verify with both configs agrees).",
+    32: "test_latex_notation, same as 31 with \\( ... \\) spanning lines.",
+}
+#: Cases where budgetreason and plain in-process Math-Verify (same extraction configs) differ.
+DIFFERS_FROM_PLAIN: dict[int, str] = {}
+
+
+@pytest.fixture(scope="module")
+def ours() -> list[float | None]:
+    return accuracy_reward([c["pred"] for c in CASES], solution=[c["gold"] for c in CASES])
+
+
+def test_the_cases_are_math_verifys_own():
+    assert DATA["source"] == "https://github.com/huggingface/Math-Verify" and len(DATA["commit"]) == 40
+    assert len(CASES) >= 250
+    assert {c["file"] for c in CASES} >= {"tests/test_all.py", "tests/test_numina_cases.py",
+                                          "tests/test_open_thoughts.py"}
+    assert sum(not c["expected"] for c in CASES) >= 30
+
+
+def test_agreement_with_math_verifys_expected_verdicts(ours):
+    disagree = {c["id"] for c, got in zip(CASES, ours) if (got == 1.0) != c["expected"]}
+    agreement = 1 - len(disagree) / len(CASES)
+    assert agreement >= 0.97
+    unexplained = [(c["id"], c["test"], c["gold"], c["pred"], c["expected"]) for c in CASES
+                   if c["id"] in disagree - set(DISAGREE)]
+    assert not unexplained, unexplained
+    assert disagree == set(DISAGREE)  # a listed case that now agrees should leave the list
+
+
+def test_case_by_case_the_same_as_plain_math_verify(ours):
+    from math_verify import parse, verify
+
+    logging.getLogger("math_verify").setLevel(logging.CRITICAL)
+    targets = extraction_targets()
+    plain = [bool(verify(parse(c["gold"], targets), parse(c["pred"], targets))) for c in CASES]
+    differ = {c["id"] for c, got, p in zip(CASES, ours, plain) if (got == 1.0) != p}
+    assert differ == set(DIFFERS_FROM_PLAIN), [(c["id"], c["gold"], c["pred"]) for c in CASES if c["id"] in differ]
