@@ -3,11 +3,19 @@
     python benchmarks/rewards.py [--problems 64] [--group 8] [--seed 0]
 
 Builds a realistic mix in-process (no downloads), shaped like a GRPO step: ``--problems`` MATH-style
-problems with ``--group`` sampled completions each. A completion is a 1-8 kB chain of thought (prose,
-inline arithmetic, sometimes a provisional box inside ``<think>``) ending in a boxed answer written
+problems with ``--group`` sampled completions each. A completion is a 2-14 kB chain of thought inside
+``<think>`` (prose, inline and display arithmetic, sometimes a provisional box), then, as the
+DeepSeek-R1 distills write, a short summary with inline math and the final answer in a box written
 in another surface form than the gold (``0.75`` for ``\\frac{3}{4}``, ``(1, 2]`` for ``(1,2]``), a
 wrong answer, or no answer. Answers within a group repeat, as sampled answers do. Every completion
 carries its intended verdict, so the table also shows how often each scorer agrees with it.
+
+Scorers, all on the same inputs in one run: plain sequential Math-Verify as its README shows it
+(``parse`` the whole completion, ``verify``); the same loop doing exactly what budgetreason does
+(the region after ``</think>``, the same extraction configs and gold handling), which must give
+budgetreason's verdicts; open-r1's ``accuracy_reward`` configuration; budgetreason's
+``score_batch`` with 1 and 2 worker processes: fresh workers warmed on another step's problems (in
+training they live for the whole run; the sequential rows are warm too), and an empty verdict cache.
 
 Prints a Markdown table for docs/rewards.md.
 """
@@ -66,7 +74,7 @@ WORDS = ("we have so then note that substituting gives hence the equation become
 
 def _chain_of_thought(rng: random.Random) -> str:
     steps = []
-    for _ in range(rng.randint(15, 110)):
+    for _ in range(rng.randint(30, 190)):
         a, b = rng.randint(2, 99), rng.randint(2, 99)
         steps.append(" ".join(rng.choices(WORDS, k=rng.randint(5, 12)))
                      + rng.choice([f" ${a} \\cdot {b} = {a * b}$.", f" $\\frac{{{a}}}{{{b}}}$, and {a}+{b}={a + b}.",
@@ -74,6 +82,16 @@ def _chain_of_thought(rng: random.Random) -> str:
     if rng.random() < 0.3:
         steps.insert(rng.randrange(len(steps)), f"maybe the answer is \\boxed{{{rng.randint(1, 99)}}}? no.")
     return "<think>\n" + "\n".join(steps) + "\n</think>\n"
+
+
+def _summary(rng: random.Random) -> str:
+    """The few lines a distilled model writes after ``</think>`` before its boxed answer (or none)."""
+    if rng.random() < 0.4:
+        return ""
+    a, b = rng.randint(2, 99), rng.randint(2, 99)
+    return rng.choice([f"We have ${a} + {b} = {a + b}$, and simplifying gives the result.\n\n",
+                       f"Substituting $x = {a}$ into $x^2 - {b}$ gives ${a * a - b}$; checking the cases,\n\n",
+                       f"To solve this, note that \\({a} \\cdot {b} = {a * b}\\). Hence\n\n"])
 
 
 def make_mix(problems: int, group: int, seed: int) -> tuple[list[str], list[str], list[bool]]:
@@ -89,8 +107,8 @@ def make_mix(problems: int, group: int, seed: int) -> tuple[list[str], list[str]
                 answer, ok, tail = None, False, "I could not finish the computation."
             else:
                 answer, ok = rng.choice(sampled)
-                tail = rng.choice(["The final answer is $\\boxed{%s}$.", "Therefore, \\boxed{%s}",
-                                   "**Final Answer**\n\\[\n\\boxed{%s}\n\\]"]) % answer
+                tail = _summary(rng) + rng.choice(["The final answer is $\\boxed{%s}$.", "Therefore, \\boxed{%s}",
+                                                   "**Final Answer**\n\\[\n\\boxed{%s}\n\\]"]) % answer
             golds.append(gold)
             texts.append(_chain_of_thought(rng) + tail)
             labels.append(ok)
@@ -102,6 +120,20 @@ def plain_math_verify(golds: list[str], texts: list[str]) -> list[bool]:
     from math_verify import parse, verify
 
     return [verify(parse(f"${g}$"), parse(t)) for g, t in zip(golds, texts)]
+
+
+def plain_budgetreason_judging(golds: list[str], texts: list[str]) -> list[bool]:
+    """Plain sequential Math-Verify doing what budgetreason does: the same answer region, gold
+    handling and extraction configs, in this process, one completion after another."""
+    from math_verify import parse, verify
+
+    from budgetreason.verify import _parse_gold, answer_region, extraction_targets
+
+    out = []
+    for g, t in zip(golds, texts):
+        region, gold = answer_region(t), _parse_gold(g)
+        out.append(bool(region and gold) and bool(verify(gold, parse(region, extraction_targets()))))
+    return out
 
 
 def open_r1_reward(golds: list[str], texts: list[str]) -> list[bool]:
@@ -134,42 +166,50 @@ def main() -> None:
     from budgetreason.verify import clear_cache, default_processes, pool, score_batch, shutdown
 
     golds, texts, labels = make_mix(args.problems, args.group, args.seed)
+    warm = make_mix(8, args.group, args.seed + 1)[:2]  # another step's problems: warms parsers, not verdicts
     n = len(texts)
     workers = default_processes()
     t0 = time.perf_counter()
     pool().map([("1", "1.0")] * workers)  # start the workers (once per training run)
     startup = time.perf_counter() - t0
-    plain_math_verify(golds[:1], texts[:1])  # import SymPy and build the parsers here too: a warm baseline
-    open_r1_reward(golds[:1], texts[:1])
+    plain_math_verify(*warm)  # import SymPy and build the parsers here too: a warm baseline
+    open_r1_reward(*warm)
+
+    plain_budgetreason_judging(*warm)
 
     rows = []
     for name, processes, run in [
         ("plain sequential Math-Verify (`parse` whole text, `verify`)", 0, lambda: plain_math_verify(golds, texts)),
+        ("plain sequential Math-Verify, budgetreason's region and configs", 0,
+         lambda: plain_budgetreason_judging(golds, texts)),
         ("open-r1 `accuracy_reward` configuration, sequential", 0, lambda: open_r1_reward(golds, texts)),
         ("budgetreason `score_batch`, 1 worker process", 1, lambda: score_batch(golds, texts, processes=1)),
-        (f"budgetreason `score_batch`, {workers} worker processes", workers, lambda: score_batch(golds, texts)),
+        ("budgetreason `score_batch`, 2 worker processes", 2, lambda: score_batch(golds, texts, processes=2)),
     ]:
-        if processes:  # fresh workers and no remembered verdicts: nothing carried over from an earlier row
+        if processes:  # fresh workers, warmed on another step's mix as in training, and no remembered verdicts
             shutdown()
             pool().map([("1", "1.0")] * processes, processes=processes)
+            score_batch(*warm, processes=processes)
             clear_cache()
         t0 = time.perf_counter()
-        verdicts = run()
+        verdicts = [bool(v == 1.0 or v is True) for v in run()]
         seconds = time.perf_counter() - t0
-        agree = sum(bool(v == 1.0 or v is True) == ok for v, ok in zip(verdicts, labels)) / n
-        rows.append((name, seconds, agree))
+        agree = sum(v == ok for v, ok in zip(verdicts, labels)) / n
+        rows.append((name, seconds, agree, verdicts))
 
     kb = sum(map(len, texts)) / n / 1000
+    same = rows[1][3]
     print(f"{n} completions ({args.problems} problems × {args.group}), mean {kb:.1f} kB; "
           f"{os.cpu_count()} CPU cores ({platform.machine()}), Python {platform.python_version()}; "
           f"{time.strftime('%Y-%m-%d')}; worker start-up {startup:.1f} s (once per run, not timed below)\n")
-    print("| scorer | seconds | completions/s | agrees with the intended verdict |")
-    print("|---|---:|---:|---:|")
-    for name, seconds, agree in rows:
-        print(f"| {name} | {seconds:.2f} | {n / seconds:.0f} | {agree:.1%} |")
-    base = rows[0][1]
-    print(f"\nSpeed-up over plain sequential Math-Verify: {base / rows[3][1]:.1f}× "
-          f"({base / rows[2][1]:.1f}× with one worker).")
+    print("| scorer | seconds | completions/s | agrees with the intended verdict | same verdicts as row 2 |")
+    print("|---|---:|---:|---:|---:|")
+    for name, seconds, agree, verdicts in rows:
+        print(f"| {name} | {seconds:.2f} | {n / seconds:.0f} | {agree:.1%} | "
+              f"{sum(a == b for a, b in zip(verdicts, same)) / n:.1%} |")
+    print(f"\nSpeed-up of budgetreason with 2 workers (1 worker): {rows[0][1] / rows[4][1]:.1f}× "
+          f"({rows[0][1] / rows[3][1]:.1f}×) over plain Math-Verify on the whole text, "
+          f"{rows[1][1] / rows[4][1]:.1f}× ({rows[1][1] / rows[3][1]:.1f}×) over the same judging done plainly.")
 
 
 if __name__ == "__main__":
