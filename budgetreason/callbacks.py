@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from transformers import TrainerCallback
 
-from budgetreason.budget import BudgetClock
+from budgetreason.budget import REFINE_AFTER, BudgetClock, Horizon, refined_steps
 from budgetreason.runfolder import RunFolder
 
 #: TRL's log keys → the names metrics.jsonl uses (rewards/<name>/mean becomes rewards/<name>).
@@ -110,6 +110,31 @@ class BudgetCallback(TrainerCallback):
             self.run.save_seconds = max(5.0, now - self._save_started)
             self._save_started = None
         self._last_save = now
+
+
+class ScheduleCallback(TrainerCallback):
+    """Sets a time-only horizon once: after REFINE_AFTER measured steps, from the median step time.
+
+    Runs after BudgetCallback (which records the step time). The horizon is written to the run
+    folder, so a resumed run keeps it; horizons from steps or a recipe are final from the start.
+    """
+
+    def __init__(self, run: RunState, horizon: Horizon, path, reserve: float = 0.0):
+        self.run, self.horizon, self.path = run, horizon, path
+        self.reserve = reserve
+        """Share of the remaining time kept for work outside the measured steps (validation)."""
+
+    def on_step_end(self, args, state, control, **kw):
+        h, remaining = self.horizon, self.run.clock.remaining_s()
+        if h.final or remaining is None or len(self.run.step_seconds) < REFINE_AFTER:
+            return control
+        before = h.steps
+        h.steps = refined_steps(state.global_step, remaining * (1 - self.reserve), list(self.run.step_seconds))
+        h.source, h.final, h.set_at_step = "measured", True, state.global_step
+        self.run.folder.write_json(self.path, h.to_dict())
+        self.run.folder.event("schedule", f"horizon {before} → {h.steps} steps from the measured step time",
+                              step=state.global_step, horizon=h.steps)
+        return control
 
 
 class MetricsCallback(TrainerCallback):

@@ -15,7 +15,10 @@ from typing import Any
 
 from budgetreason.errors import BudgetError
 
-LOSSES = ("grpo", "dr_grpo", "dapo")
+LOSSES = ("grpo", "bnpo", "dr_grpo", "dapo")
+SCALE_REWARDS = ("group", "batch", "none")
+LONG_PROMPTS = ("drop", "truncate_left")
+IS_MODES = ("sequence_mask", "sequence_truncate", "token_mask", "token_truncate")
 REPORT_TO = ("none", "wandb", "tensorboard", "trackio")
 #: Fields that define what is trained. A run folder whose config differs in any of these is a
 #: different run; the others (budget, checkpoint cadence, logging) may change on resume.
@@ -24,7 +27,9 @@ IDENTITY_FIELDS = (
     "loss", "learning_rate",
     "lora_rank", "lora_alpha", "lora_dropout", "lora_target_modules", "num_generations",
     "per_device_train_batch_size", "gradient_accumulation_steps", "max_prompt_length", "beta", "epsilon",
-    "epsilon_high", "temperature", "top_p", "seed", "warmup_ratio", "min_lr_ratio", "val_size",
+    "epsilon_high", "temperature", "top_p", "seed", "warmup_ratio", "min_lr_ratio", "val_size", "lr_scheduler",
+    "schedule_steps", "weight_decay", "scale_rewards", "long_prompts", "drop_duplicates", "vllm_importance_sampling_correction",
+    "vllm_importance_sampling_mode", "vllm_importance_sampling_clip_max", "use_bias_correction_kl",
 )
 
 
@@ -50,6 +55,10 @@ class RunConfig:
     """Use only the first N rows after shuffling (quick trials)."""
     val_size: int = 0
     """Held-out rows of the training data kept out of training (not the validation benchmark)."""
+    long_prompts: str = "drop"
+    """Prompts over max_prompt_length: drop them (budgetreason's rule) or keep their last tokens (Tina's)."""
+    drop_duplicates: bool = True
+    """Drop repeated problems (budgetreason's rule; neither paper's trainer did)."""
     rewards: str = "micro_budget"
     """Reward preset: micro_budget (0.2·format + accuracy), tina, tina_cosine."""
     reward_funcs: list[str] = field(default_factory=list)
@@ -76,6 +85,9 @@ class RunConfig:
     lora_dropout: float = 0.0
     lora_target_modules: list[str] | str | None = None
     num_generations: int | None = None
+    prompts_per_step: int | None = None
+    """Prompts per optimizer step (completions ÷ k). A recipe pins it and the planner only splits it into
+    micro-batch × accumulation; None lets the planner choose."""
     per_device_train_batch_size: int | None = None
     gradient_accumulation_steps: int | None = None
     max_prompt_length: int | None = None
@@ -87,13 +99,22 @@ class RunConfig:
 
     # --- optimisation
     loss: str = "grpo"
-    """grpo (both papers), dr_grpo (no std scaling, constant normaliser) or dapo (token-level, clip-higher)."""
+    """TRL loss_type: grpo (per-sequence mean), bnpo (token mean per micro-batch; Tina's 'Dr.GRPO'), dr_grpo
+    (constant normaliser, no std scaling) or dapo (token mean over the step, clip-higher)."""
+    scale_rewards: str | None = None
+    """group, batch or none (advantages not divided by the std); None: none for dr_grpo, else group."""
     learning_rate: float | None = None
     """Peak learning rate; default 1e-6 (Tina) for hub models, 2e-4 for tiny-arith."""
+    lr_scheduler: str = "cosine_with_min_lr"
+    """cosine_with_min_lr (linear warm-up, cosine to min_lr_ratio) or constant (after the warm-up)."""
+    schedule_steps: int | None = None
+    """The schedule's horizon in optimizer steps (Tina: 1500, stopping at max_steps 850). None: max_steps,
+    or with only --hours the planner's estimate, refined once from measured step times (docs/training.md)."""
     warmup_ratio: float = 0.1
-    """Share of the budget spent warming the learning rate up (Tina: 0.1)."""
+    """Share of the horizon's steps spent warming the learning rate up (Tina: 0.1)."""
     min_lr_ratio: float = 0.1
     """Cosine decays to this fraction of the peak (Tina: 'cosine with min LR', 0.1)."""
+    weight_decay: float = 0.0
     beta: float = 0.0
     """KL coefficient (Tina: 0.04); 0 skips the reference forward pass."""
     epsilon: float = 0.2
@@ -102,6 +123,15 @@ class RunConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     max_grad_norm: float = 1.0
+    # TRL 1.15 settings that neither paper's trainer had; TRL's defaults here, recipes pin them.
+    logprob_temperature: str = "sampling"
+    """Log-probs in the loss are computed at the sampling temperature: TRL 1.15 always does this (no switch)."""
+    vllm_importance_sampling_correction: bool = True
+    """Reweight by vLLM-vs-trainer log-prob ratios (vLLM back-ends only)."""
+    vllm_importance_sampling_mode: str = "sequence_mask"
+    vllm_importance_sampling_clip_max: float | None = 3.0
+    use_bias_correction_kl: bool = True
+    """Multiply the KL term by the importance ratio (changes the KL gradient whenever beta != 0)."""
     optim: str | None = None
     """adamw_torch (default) or adamw_8bit."""
     seed: int = 42
@@ -123,10 +153,13 @@ class RunConfig:
     """Show the rich progress bar."""
 
     # --- validation during training
-    val_every: int | None = None
+    val_every: int | str | None = None
+    """Validate every N steps, or 'auto': as often as keeps validation near VAL_SHARE of the budget."""
     val_benchmark: str = "math500"
-    val_size_benchmark: int = 100
+    val_size_benchmark: int | None = None
+    """Problems per validation: None is the whole benchmark (MATH500: 500); a subset is seeded and fixed."""
     val_samples: int = 1
+    """Samples per problem (a subset of >= 250 problems with 2 samples has about the full set's noise)."""
     val_data: str | None = None
 
     extra: dict[str, Any] = field(default_factory=dict)
@@ -168,8 +201,29 @@ class RunConfig:
             bad(f"--save-steps must be at least 1, got {self.save_steps}.")
         if self.oom_retries < 0:
             bad("--oom-retries cannot be negative.")
-        if self.val_every is not None and self.val_every < 1:
-            bad(f"--val-every must be at least 1, got {self.val_every}.")
+        if self.val_every is not None and self.val_every != "auto" and (
+                not isinstance(self.val_every, int) or self.val_every < 1):
+            bad(f"--val-every must be a step count of at least 1 or 'auto', got {self.val_every}.")
+        if self.val_size_benchmark is not None and self.val_size_benchmark < 1:
+            bad(f"--val-size must be at least 1, got {self.val_size_benchmark}.")
+        if self.val_samples < 1:
+            bad(f"val_samples must be at least 1, got {self.val_samples}.")
+        from budgetreason.budget import SCHEDULES
+
+        if self.lr_scheduler not in SCHEDULES:
+            bad(f"lr_scheduler must be one of {', '.join(SCHEDULES)}, got '{self.lr_scheduler}'.")
+        if self.schedule_steps is not None and self.schedule_steps < 1:
+            bad(f"schedule_steps must be at least 1, got {self.schedule_steps}.")
+        if self.prompts_per_step is not None and self.prompts_per_step < 1:
+            bad(f"--prompts-per-step must be at least 1, got {self.prompts_per_step}.")
+        if self.scale_rewards is not None and self.scale_rewards not in SCALE_REWARDS:
+            bad(f"scale_rewards must be one of {', '.join(SCALE_REWARDS)}, got '{self.scale_rewards}'.")
+        if self.long_prompts not in LONG_PROMPTS:
+            bad(f"long_prompts must be one of {', '.join(LONG_PROMPTS)}, got '{self.long_prompts}'.")
+        if self.vllm_importance_sampling_mode not in IS_MODES:
+            bad(f"vllm_importance_sampling_mode must be one of {', '.join(IS_MODES)}.")
+        if self.logprob_temperature != "sampling":
+            bad("logprob_temperature can only be 'sampling': TRL 1.15 always scales the loss's logits by it.")
         if not 0 <= self.lora_dropout < 1:
             bad(f"lora_dropout must be in [0, 1), got {self.lora_dropout}.")
         if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):

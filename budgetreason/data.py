@@ -58,6 +58,8 @@ class DataReport:
     dropped_empty_answer: int = 0
     dropped_duplicates: int = 0
     dropped_too_long: int = 0
+    truncated_left: int = 0
+    """Prompts over max_prompt_length kept by cutting the problem's beginning (long_prompts: truncate_left)."""
     rows_train: int = 0
     rows_val: int = 0
     columns: list[str] = field(default_factory=list)
@@ -66,7 +68,8 @@ class DataReport:
         drops = [f"{n} {what}" for n, what in ((self.dropped_empty_answer, "empty answers"),
                  (self.dropped_duplicates, "duplicates"), (self.dropped_too_long, "prompts too long")) if n]
         return (f"{self.source}: {self.rows_in} rows, {self.rows_train} train / {self.rows_val} validation"
-                + (f" (dropped {', '.join(drops)})" if drops else ""))
+                + (f" (dropped {', '.join(drops)})" if drops else "")
+                + (f", {self.truncated_left} long prompts cut from the left" if self.truncated_left else ""))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -179,17 +182,35 @@ def _prompt_tokens(tokenizer, messages: list[dict]) -> int:
     return len(ids)
 
 
+def _cut_left(tokenizer, messages: list[dict], max_prompt_length: int) -> list[dict]:
+    """The messages with the user turn's first tokens removed until the templated prompt fits.
+
+    Tina's trainer kept the last max_prompt_length tokens of the templated prompt (prompt_ids[:, -512:]),
+    which can cut the system prompt too; this keeps the template and cuts only the problem text.
+    """
+    user = messages[-1]["content"]
+    ids = tokenizer(user, add_special_tokens=False)["input_ids"]
+    over = _prompt_tokens(tokenizer, messages) - max_prompt_length
+    while over > 0 and ids:
+        ids = ids[over:]
+        messages = messages[:-1] + [{**messages[-1], "content": tokenizer.decode(ids)}]
+        over = _prompt_tokens(tokenizer, messages) - max_prompt_length
+    return messages
+
+
 def load_dataset_recipe(name_or_path: str, *, split: str | None = None, problem_column: str | None = None,
                         answer_column: str | None = None, data_files: str | None = None, seed: int = 0,
                         val_size: int | float = 0, max_prompt_length: int | None = None, tokenizer=None,
                         limit: int | None = None, system_prompt: str = SYSTEM_PROMPT,
-                        config: str | None = None) -> PreparedData:
+                        config: str | None = None, long_prompts: str = "drop", drop_duplicates: bool = True) -> PreparedData:
     """Load a recipe, a local file or a hub dataset into the normalised schema, validated and split.
 
     `split` and `config` choose a hub dataset's split and configuration (subset).
     `val_size` is a row count or a fraction; `limit` keeps only that many training rows after the
     shuffle; prompts longer than `max_prompt_length` tokens (under `tokenizer`'s chat template)
-    are dropped. Every problem is reported in one line on failure.
+    are dropped, or with ``long_prompts="truncate_left"`` (Tina's rule) kept with the beginning of
+    the problem cut until the templated prompt fits. ``drop_duplicates=False`` keeps repeated
+    problems (neither paper's trainer removed them). Every problem is reported in one line on failure.
     """
     import datasets
 
@@ -212,7 +233,7 @@ def load_dataset_recipe(name_or_path: str, *, split: str | None = None, problem_
             continue
         problem = str(row.get(pcol) or "").strip()
         key = " ".join(problem.split()).lower()
-        if key in seen:
+        if drop_duplicates and key in seen:
             report.dropped_duplicates += 1
             continue
         seen.add(key)
@@ -225,6 +246,11 @@ def load_dataset_recipe(name_or_path: str, *, split: str | None = None, problem_
             rec[f"source_{k}" if k in ("prompt", "solution") else k] = v
         out.append(rec)
     if max_prompt_length is not None and tokenizer is not None:
+        if long_prompts == "truncate_left":
+            for r in out:
+                if _prompt_tokens(tokenizer, r["prompt"]) > max_prompt_length:
+                    r["prompt"] = _cut_left(tokenizer, r["prompt"], max_prompt_length)
+                    report.truncated_left += 1
         kept = [r for r in out if _prompt_tokens(tokenizer, r["prompt"]) <= max_prompt_length]
         report.dropped_too_long = len(out) - len(kept)
         out = kept

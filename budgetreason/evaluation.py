@@ -7,8 +7,9 @@ Writes into the output folder:
 - ``eval.json``: per benchmark n problems, samples, pass@k (k in 1, 8, 16 up to n), mean
   accuracy, mean length, truncation rate, entropy; plus the protocol used.
 
-The protocol (temperature 0.6, top-p 0.95, the training's chat prompt, 16 samples) follows
-Tina's lighteval settings; ``max_tokens`` defaults to the micro-budget paper's 3584.
+``--protocol tina|micro-budget`` sets every sampling setting, the benchmarks and the reported
+k of one paper (``PROTOCOLS``, each value with its source); eval.json records the protocol. Without
+a protocol the defaults are the micro-budget protocol's.
 """
 
 from __future__ import annotations
@@ -24,6 +25,35 @@ from budgetreason.generation import SamplingSettings
 
 EVAL_FILE, COMPLETIONS_FILE, SETTINGS_FILE = "eval.json", "completions.jsonl", "eval_settings.json"
 KS = (1, 8, 16)
+
+#: The papers' evaluation protocols. "source" names where each value comes from; "chosen" marks a
+#: value the paper does not give. docs/reproduce.md's protocol table is generated from this.
+PROTOCOLS: dict[str, dict] = {
+    "tina": {
+        "benchmarks": ["aime24", "aime25", "amc23", "math500", "gpqa-diamond", "minerva"],
+        "samples": 1, "ks": [1], "temperature": 0.6, "top_p": 0.95, "max_tokens": 32768,
+        "source": {
+            "benchmarks": "Tina paper, Section 4.1 (six benchmarks) and Appendix C.2",
+            "samples": "Tina scripts/eval/run_eval_custom_tasks.py: one generation per problem, extractive match",
+            "ks": "Tina paper, Section 4.1: zero-shot pass@1",
+            "temperature": "Tina scripts/eval/eval_post_train.sh (lighteval + vLLM generation_parameters)",
+            "top_p": "Tina scripts/eval/eval_post_train.sh (lighteval + vLLM generation_parameters)",
+            "max_tokens": "Tina scripts/eval/eval_post_train.sh: max_new_tokens 32768 (4096 for Qwen2.5-Math)",
+        },
+    },
+    "micro-budget": {
+        "benchmarks": ["aime24", "aime25", "amc23"],
+        "samples": 16, "ks": [1, 8, 16], "temperature": 0.6, "top_p": 0.95, "max_tokens": 3584,
+        "source": {
+            "benchmarks": "micro-budget paper, Table 1",
+            "samples": "chosen: the fewest samples that give pass@16 (Table 1 reports @1/@8/@16)",
+            "ks": "micro-budget paper, Table 1",
+            "temperature": "chosen: the paper does not say; Tina's 0.6",
+            "top_p": "chosen: the paper does not say; Tina's 0.95",
+            "max_tokens": "chosen: the paper does not say; its training completion length 3584",
+        },
+    },
+}
 
 
 def parse_data_option(values: list[str] | None, benchmarks: str | list[str]) -> dict[str, str]:
@@ -170,7 +200,8 @@ def summarize(records: list[dict], ks=KS) -> dict:
 def evaluate(model: str, *, adapter: str | None = None, benchmarks: list[str] | str = ("aime24", "aime25", "amc23"),
              samples: int = 16, max_tokens: int = 3584, temperature: float = 0.6, top_p: float = 0.95, seed: int = 0,
              output: str | Path | None = None, data: dict[str, str] | str | None = None, limit: int | None = None,
-             backend: str = "auto", overwrite: bool = False, label: str | None = None, console=None) -> dict:
+             backend: str = "auto", overwrite: bool = False, label: str | None = None, protocol: str | None = None,
+             ks=KS, console=None) -> dict:
     """Evaluate `model` (+ `adapter`) on `benchmarks`; returns the eval.json content.
 
     `adapter` takes a run folder, a checkpoint or an adapter folder. `data` maps benchmark
@@ -180,6 +211,12 @@ def evaluate(model: str, *, adapter: str | None = None, benchmarks: list[str] | 
     from budgetreason.benchmarks import load_problems
     from budgetreason.models import canonical_model_id
 
+    if protocol is not None:
+        if protocol not in PROTOCOLS:
+            raise BudgetError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got '{protocol}'.")
+        p = PROTOCOLS[protocol]
+        benchmarks, samples, ks = list(p["benchmarks"]), p["samples"], tuple(p["ks"])
+        temperature, top_p, max_tokens = p["temperature"], p["top_p"], p["max_tokens"]
     if isinstance(benchmarks, str):
         benchmarks = [b.strip() for b in benchmarks.split(",") if b.strip()]
     if samples < 1 or max_tokens < 1:
@@ -194,13 +231,13 @@ def evaluate(model: str, *, adapter: str | None = None, benchmarks: list[str] | 
     settings = SamplingSettings(n=samples, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
     out_dir = Path(output or Path("evals") / f"{model.split('/')[-1]}{'-' + Path(adapter).name if adapter else ''}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    wanted = {"model": model, "adapter": adapter_path, "sampling": asdict(settings), "limit": limit,
+    wanted = {"model": model, "adapter": adapter_path, "sampling": asdict(settings), "limit": limit, "protocol": protocol,
               "label": label or (f"{model} + {Path(adapter).name}" if adapter else model)}
     settings_file = out_dir / SETTINGS_FILE
     if settings_file.is_file() and not overwrite:
         have = json.loads(settings_file.read_text())
-        if {k: have.get(k) for k in ("model", "adapter", "sampling", "limit")} != \
-                {k: wanted[k] for k in ("model", "adapter", "sampling", "limit")}:
+        if {k: have.get(k) for k in ("model", "adapter", "sampling", "limit", "protocol")} != \
+                {k: wanted[k] for k in ("model", "adapter", "sampling", "limit", "protocol")}:
             raise BudgetError(f"{out_dir} holds an evaluation with other settings; use another --output or --overwrite.")
     if overwrite:
         for f in (COMPLETIONS_FILE, EVAL_FILE):
@@ -236,7 +273,9 @@ def evaluate(model: str, *, adapter: str | None = None, benchmarks: list[str] | 
     result = {"label": wanted["label"], "model": model, "adapter": adapter_path, "run_config": {
         k: run_cfg.get(k) for k in ("lora_rank", "dataset", "rewards", "loss") if k in run_cfg},
         "backend": used_backend, "entropy_method": "exact" if used_backend in (None, "hf") else "top-20 log-probs (lower bound)",
-        "protocol": {**asdict(settings), "prompt": "chat template with budgetreason.data.SYSTEM_PROMPT, zero-shot"},
-        "benchmarks": summarize(records)}
+        "protocol": {"name": protocol, **asdict(settings), "benchmarks": list(benchmarks), "ks": list(ks),
+                     "prompt": "chat template with budgetreason.data.SYSTEM_PROMPT, zero-shot",
+                     "source": PROTOCOLS[protocol]["source"] if protocol else None},
+        "benchmarks": summarize(records, ks=ks)}
     (out_dir / EVAL_FILE).write_text(json.dumps(result, indent=2))
     return result

@@ -82,9 +82,12 @@ class HFGenerator:
                 chunk = texts[start:start + self.batch_prompts]
                 enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
                 torch.manual_seed(s.seed + start)
+                # A completion cannot run past the model's context (vLLM's max_model_len does the same).
+                context = getattr(model.config, "max_position_embeddings", None)
+                room = s.max_tokens if context is None else max(1, min(s.max_tokens, context - enc["input_ids"].shape[1]))
                 with torch.no_grad():
                     gen = model.generate(**enc, do_sample=s.temperature > 0, temperature=s.temperature or None,
-                                         top_p=s.top_p, top_k=0, max_new_tokens=s.max_tokens,
+                                         top_p=s.top_p, top_k=0, max_new_tokens=room,
                                          num_return_sequences=s.n, pad_token_id=tok.pad_token_id)
                 width = enc["input_ids"].shape[1]
                 for i in range(len(chunk)):

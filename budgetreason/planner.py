@@ -35,15 +35,18 @@ MICRO_BATCHES = (16, 8, 4, 2, 1)
 COMPLETION_STEP, COMPLETION_FLOOR = 512, 1024
 K_LADDER = (8, 6, 4, 2)
 RANK_FLOOR = 8
-#: Tina keeps alpha = 4·r across its rank ablation.
+#: Tina keeps alpha = 4·r across its rank ablation (used only when neither recipe nor user fixes alpha).
 ALPHA_PER_RANK = 4
+#: Validation during training may take about this share of the training time (sets `--val-every auto`).
+VAL_SHARE = 0.10
 
 #: Settings a user may fix (Shape field names) and their CLI flags, for messages.
 FLAGS = {"lora_rank": "--rank", "num_generations": "--k", "per_device_train_batch_size": "--batch",
          "gradient_accumulation_steps": "--grad-accum", "max_prompt_length": "--max-prompt",
          "max_completion_length": "--max-completion", "load_in_4bit": "--load-in-4bit",
          "vllm_gpu_memory_utilization": "--vllm-share", "lora_target_modules": "--targets",
-         "vllm_standby": "--standby", "lora_alpha": "--alpha", "backend": "--backend", "optim": "--optim"}
+         "vllm_standby": "--standby", "lora_alpha": "--alpha", "backend": "--backend", "optim": "--optim",
+         "prompts_per_step": "--prompts-per-step"}
 #: Recipe settings that change the estimates (LoRA dropout keeps a copy of each adapter input; a KL
 #: term adds a forward pass) but that the planner never reduces.
 RECIPE_SETTINGS = ("lora_dropout", "beta")
@@ -66,6 +69,8 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     suggestions: list[str] = field(default_factory=list)
     fixed: dict = field(default_factory=dict)
+    validation: dict | None = None
+    """Cost and cadence of validation during training (validation_cost), when asked for."""
 
     @property
     def usable_bytes(self) -> int:
@@ -113,6 +118,7 @@ class Plan:
             "base_params": self.model.param_count(),
             "lora_trainable_params": memory.lora_param_count(self.model, self.shape),
             "prompts_per_step": self.shape.prompts_per_step,
+            "lora_scale": round(self.shape.lora_alpha / self.shape.lora_rank, 4),
             "generation_batch_size": self.shape.generation_batch_size,
             "generation_concurrency": self.shape.concurrency,
             "est_step_seconds": round(self.step.total_s, 1),
@@ -123,6 +129,7 @@ class Plan:
             "warnings": list(self.warnings),
             "suggestions": list(self.suggestions),
             "fixed": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.fixed.items()},
+            "validation": self.validation,
         }
 
 
@@ -174,6 +181,8 @@ class _Search:
         """Candidate generation batches, largest first: multiples of k (fixed batch × accum if both fixed)."""
         if self.is_fixed("per_device_train_batch_size") and self.is_fixed("gradient_accumulation_steps"):
             return [self.fixed["per_device_train_batch_size"] * self.fixed["gradient_accumulation_steps"]]
+        if self.is_fixed("prompts_per_step"):  # pinned by the recipe or the user: only the split may change
+            return [k * self.fixed["prompts_per_step"]]
         out = [k * m for m in range(MAX_PROMPTS_PER_STEP, 0, -1)]
         if self.is_fixed("gradient_accumulation_steps"):
             g = self.fixed["gradient_accumulation_steps"]
@@ -197,8 +206,8 @@ class _Search:
                     s_c = s.replace(generation_concurrency=c)
                     if not self.fits(s_c):
                         continue
-                    if self._enough_steps(s_c):
-                        return s_c
+                    if self.is_fixed("prompts_per_step") or self._enough_steps(s_c):
+                        return s_c  # pinned prompts per step: the step count is the recipe's business
                     fallback = s_c  # keep the smallest batch that fits, if no batch leaves enough steps
                     break
         return fallback
@@ -293,12 +302,13 @@ def _feasible(search: _Search, s: Shape) -> bool:
 
 def plan(gpu: GPU | str = "auto", model: ModelArch | str = "Qwen/Qwen2.5-1.5B-Instruct", hours: float = 24.0, *,
          vram_gb: float | None = None, headroom: float = DEFAULT_HEADROOM, backend: str | None = None,
-         calibration: str | None = None, **fixed) -> Plan:
+         calibration: str | None = None, val_problems: int | None = None, val_samples: int = 1, **fixed) -> Plan:
     """Plan a GRPO run: what fits `gpu` for `model` in `hours`, and why.
 
     `gpu` and `model` take catalog names (or objects); `fixed` takes the settings the user
     pins, by Shape field name (``lora_rank=64``, ``num_generations=4``, ...), plus
     ``vllm_gpu_memory_utilization``. ``lora_target_modules`` also takes "all", "attn", "q_proj,v_proj".
+    With `val_problems`, the plan also prices validation during training (``Plan.validation``).
 
     >>> p = plan("a40", "Qwen/Qwen2.5-1.5B-Instruct", hours=24)
     >>> p.fits, p.config["lora_rank"], p.config["num_generations"], p.config["max_completion_length"]
@@ -359,7 +369,29 @@ def plan(gpu: GPU | str = "auto", model: ModelArch | str = "Qwen/Qwen2.5-1.5B-In
     if correction is not None:
         warnings.append(f"memory and time corrected from {correction.points} measurement(s) on this GPU: "
                         f"total × {correction.a:.3f} {correction.b_gib:+.2f} GiB, time × {correction.time_ratio:.2f}")
-    return _finish(search, shape, True, reductions, warnings, [], hours)
+    result = _finish(search, shape, True, reductions, warnings, [], hours)
+    if val_problems:
+        result.validation = validation_cost(search, result, val_problems, val_samples)
+    return result
+
+
+def validation_cost(search: _Search, p: Plan, problems: int, samples: int) -> dict:
+    """Seconds of one validation (problems × samples completions, decoded like a generation batch) and the
+    cadence that keeps validation near VAL_SHARE of the training time; the standard error's bound (at 50%
+    accuracy, one sample per problem; more samples per problem lower it)."""
+    import math
+
+    s = p.shape
+    n = problems * samples
+    concurrency = min(n, s.concurrency if s.uses_vllm else 16 * samples)
+    vshape = s.replace(per_device_train_batch_size=n, gradient_accumulation_steps=1, generation_concurrency=concurrency)
+    seconds = timing.generate_seconds(search.arch, search.gpu, vshape)
+    if search.correction is not None:
+        seconds *= search.correction.time_ratio
+    every = max(1, math.ceil(seconds / (VAL_SHARE * max(p.step.total_s, 1e-9))))
+    return {"problems": problems, "samples": samples, "seconds_each": round(seconds, 1), "every": every,
+            "count": p.est_steps // every, "share": VAL_SHARE,
+            "stderr_max": round(0.5 / math.sqrt(problems), 4)}
 
 
 def _finish(search: _Search, shape: Shape, fits: bool, reductions, warnings, suggestions, hours) -> Plan:
@@ -502,6 +534,13 @@ def _validate(gpu: GPU, model: ModelArch, hours: float, headroom: float, fixed: 
     if "optim" in fixed and fixed["optim"] not in OPTIMIZERS:
         raise BudgetError(f"--optim must be one of {', '.join(OPTIMIZERS)}, got {fixed['optim']}.")
     b, g, k = (fixed.get(x) for x in ("per_device_train_batch_size", "gradient_accumulation_steps", "num_generations"))
+    pps = fixed.get("prompts_per_step")
+    if pps is not None and pps < 1:
+        raise BudgetError(f"--prompts-per-step must be at least 1, got {pps}.")
+    if pps and b and g and b * g != pps * (k or TARGET.num_generations):
+        raise BudgetError(f"--batch {b} × --grad-accum {g} = {b * g} completions per step, but --prompts-per-step "
+                          f"{pps} × k={k or TARGET.num_generations} needs {pps * (k or TARGET.num_generations)}; "
+                          "change one of them.")
     if b and g and (b * g) % (k or TARGET.num_generations):
         raise BudgetError(f"--batch {b} × --grad-accum {g} = {b * g} completions per step must be a multiple of "
                           f"k={k or TARGET.num_generations} (whole groups); change one of them.")

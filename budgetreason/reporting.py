@@ -4,8 +4,10 @@
 summary.json, checkpoints) and writes PNG figures, ``report.md`` (figures embedded) and
 ``report.json``. It works on a run that is still going or was interrupted.
 
-Per run it reports time and dollars, steps, final and best metrics, the relative entropy
-change ΔH_rel (first vs last tenth of training, the micro-budget paper's Table 2), the change
+Per run it reports time and dollars, steps, final and best metrics, the relative change of
+the training-time entropy (TRL's token-weighted entropy of the sampled completions at the sampling
+temperature, first vs last tenth of training; not the paper's ΔH_rel, which compares evaluation
+entropies of base model and adapter: ``budgetreason compare``), the change
 in response length (its Figure 4), the best checkpoint by validation accuracy, the turning
 point, and a verdict:
 
@@ -14,7 +16,7 @@ point, and a verdict:
   completion length reaches its minimum and then grows by at least TURN_GROWTH (relative),
   whichever comes first;
 - **verdict**: *collapsing* when reward or validation accuracy falls (last tenth below its best
-  by COLLAPSE_DROP) while entropy drops (ΔH_rel below −COLLAPSE_ENTROPY_PCT), as the paper's
+  by COLLAPSE_DROP) while training entropy drops (below −COLLAPSE_ENTROPY_PCT), as the paper's
   rigid models did; *learning* when the reward (or validation accuracy) of the last tenth beats
   the first tenth by LEARNING_GAIN; *flat* otherwise.
 """
@@ -44,7 +46,8 @@ FIGURES = {
     "format": ("rewards/format", "Format reward", "format reward (fraction well-formed)"),
     "reward": ("reward", "Total reward", "total reward (weighted sum)"),
     "length": ("completion_length", "Response length", "mean completion length (tokens)"),
-    "entropy": ("entropy", "Token entropy", "mean token entropy (nats)"),
+    "train_entropy": ("entropy", "Training entropy (TRL, token-weighted, at the sampling temperature)",
+                      "training-time token entropy (nats)"),
     "validation": ("val/accuracy", "Validation accuracy", "validation pass@1 (fraction)"),
 }
 
@@ -159,7 +162,7 @@ def analyse(run: Run, alpha: float = EMA_ALPHA) -> dict:
                  "accuracy_ema": round(max(ema(acc, alpha)), 4) if acc else None,
                  "val_accuracy": round(max(val), 4) if val else None},
         "reward_first_tenth": _r(first), "reward_last_tenth": _r(last),
-        "entropy_change_pct": _r(d_entropy, 1), "length_change_pct": _r(d_length, 1),
+        "train_entropy_change_pct": _r(d_entropy, 1), "length_change_pct": _r(d_length, 1),
         "best_checkpoint": best_val, "turning_point": turning_point(run, alpha), "verdict": verdict,
     }
 
@@ -201,6 +204,10 @@ def figure(runs: list[Run], key: str, title: str, ylabel: str, labels: list[str]
         if not xs:
             continue
         color = f"C{i % 10}"
+        se_xs, se = run.series(f"{key}_se")  # validation: the standard error beside each point
+        if se and se_xs == xs:
+            ax.errorbar(xs, ys, yerr=se, fmt="o", markersize=3, color=color, alpha=0.6, capsize=2,
+                        label=f"{label} (± standard error)")
         ax.plot(xs, ys, color=color, alpha=0.3, linewidth=1, label=f"{label} (raw)")
         ax.plot(xs, ema(ys, alpha), color=color, linewidth=2.2, label=f"{label} (EMA α={alpha:g})")
     ax.set_title(title)
@@ -269,7 +276,7 @@ def report(run_dirs: list[str | Path], output: str | Path | None = None, alpha: 
 
 def to_markdown(data: dict) -> str:
     lines = ["# budgetreason report", ""]
-    lines.append("| run | model | rank | steps | hours | $ | reward (first → last tenth) | ΔH_rel % | length % | "
+    lines.append("| run | model | rank | steps | hours | $ | reward (first → last tenth) | train entropy Δ % | length % | "
                  "best val (step) | turning point | verdict |")
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for a in data["runs"]:
@@ -278,11 +285,13 @@ def to_markdown(data: dict) -> str:
         best = "" if not bv else f"{bv['accuracy']:.3f} ({bv['step']})"
         lines.append(
             f"| {a['label']} | {a['model']} | {a['lora_rank']} | {a['steps']} | {a['hours']:.2f} | {a['cost_usd']:.2f} | "
-            f"{_fmt(a['reward_first_tenth'])} → {_fmt(a['reward_last_tenth'])} | {_fmt(a['entropy_change_pct'])} | "
+            f"{_fmt(a['reward_first_tenth'])} → {_fmt(a['reward_last_tenth'])} | {_fmt(a['train_entropy_change_pct'])} | "
             f"{_fmt(a['length_change_pct'])} | {best} | "
             f"{'' if not tp else tp['step']} | **{a['verdict']}** |")
-    lines += ["", "Reward: the accuracy reward where logged, else the total. ΔH_rel and length: last tenth of "
-              "training against the first, in percent. Verdict and turning-point rules: budgetreason/reporting.py.", ""]
+    lines += ["", "Reward: the accuracy reward where logged, else the total. Train entropy (TRL's token-weighted entropy "
+              "at the sampling temperature) and length: last tenth of training against the first, in percent; the "
+              "paper's ΔH_rel (evaluation entropy, adapter vs base model) is in `budgetreason compare`. "
+              "Verdict and turning-point rules: budgetreason/reporting.py.", ""]
     for name, path in data["figures"].items():
         lines += [f"![{name}]({path})", ""]
     return "\n".join(lines)

@@ -1,7 +1,10 @@
 """``budgetreason sweep``: the micro-budget paper's experiment — models × LoRA ranks, one run after another.
 
 Each run gets its own folder (``<output>/<model>-r<rank>``) and is planned for the GPU with its
-rank fixed. ``sweep.json`` lists the queue and each run's state. A killed sweep, started again
+rank fixed. Everything the paper held fixed stays fixed across ranks: LoRA alpha (the recipe's, the
+user's, or SWEEP_ALPHA, never the planner's 4·r), learning rate, schedule and prompts per step (the
+recipe's, or the fewest the planner picks for any rank, pinned for all); only the micro-batch split
+may differ. ``sweep.json`` lists the queue and each run's state. A killed sweep, started again
 with the same command, skips finished runs and resumes the first unfinished one from its last
 checkpoint; the sweep ends with the combined report of all runs.
 """
@@ -15,16 +18,38 @@ from pathlib import Path
 from budgetreason.config import slug
 from budgetreason.errors import BudgetError
 
+#: LoRA alpha held fixed across ranks when neither the recipe nor --alpha gives one (the micro-budget
+#: recipe's value: see budgetreason/recipes/micro-budget.yaml for why 32).
+SWEEP_ALPHA = 32
+
+
+def sweep_configs(models: list[str], ranks: list[int], *, recipe: str | None = None, dataset: str | None = None,
+                  hours_each: float | None = None, max_steps_each: int | None = None, **settings) -> dict:
+    """The pinned settings of each (model, rank) run: {(model, rank): train() overrides}, checked equal across ranks."""
+    from budgetreason.training import _user_config, resolve
+
+    out: dict[tuple[str, int], dict] = {}
+    for m in models:
+        base = dict(settings, model=m, dataset=dataset, budget_hours=hours_each, max_steps=max_steps_each)
+        cfg0 = _user_config(recipe, base)
+        alpha = cfg0.lora_alpha or SWEEP_ALPHA
+        runs = {r: resolve(_user_config(recipe, dict(base, lora_rank=r, lora_alpha=alpha))) for r in ranks}
+        pps = cfg0.prompts_per_step or min(run.config.prompts_per_step for run in runs.values())
+        for r in ranks:
+            out[(m, r)] = dict(base, lora_rank=r, lora_alpha=alpha, prompts_per_step=pps)
+    return out
+
 
 def sweep(models: list[str], ranks: list[int], *, output: str | Path, dataset: str | None = None,
-          hours_each: float | None = None, max_steps_each: int | None = None, console=None, **settings) -> dict:
+          hours_each: float | None = None, max_steps_each: int | None = None, recipe: str | None = None,
+          console=None, **settings) -> dict:
     """Train every (model, rank) in turn, resumably; returns sweep.json's content with the report."""
     from budgetreason.reporting import report
     from budgetreason.training import train
 
     if not models or not ranks:
         raise BudgetError("sweep needs at least one model (--models) and one rank (--ranks).")
-    if hours_each is None and max_steps_each is None:
+    if hours_each is None and max_steps_each is None and not _recipe_budget(recipe):
         raise BudgetError("Give each run a budget: --hours-each H and/or --max-steps-each N.")
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -33,7 +58,9 @@ def sweep(models: list[str], ranks: list[int], *, output: str | Path, dataset: s
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
     if state and [(q["model"], q["rank"]) for q in state["queue"]] != [(q["model"], q["rank"]) for q in queue]:
         raise BudgetError(f"{out} holds another sweep ({len(state['queue'])} runs); use another --output.")
-    state = state or {"queue": queue, "dataset": dataset, "hours_each": hours_each,
+    pinned = sweep_configs(models, ranks, recipe=recipe, dataset=dataset, hours_each=hours_each,
+                           max_steps_each=max_steps_each, **settings)
+    state = state or {"queue": queue, "dataset": dataset, "hours_each": hours_each, "recipe": recipe,
                       "max_steps_each": max_steps_each, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
     def save() -> None:
@@ -49,8 +76,7 @@ def sweep(models: list[str], ranks: list[int], *, output: str | Path, dataset: s
         save()
         if console is not None:
             console.rule(f"sweep: {item['model']} rank {item['rank']}")
-        result = train(model=item["model"], dataset=dataset, lora_rank=item["rank"], budget_hours=hours_each,
-                       max_steps=max_steps_each, output=item["output"], console=console, **settings)
+        result = train(recipe, output=item["output"], console=console, **pinned[(item["model"], item["rank"])])
         item.update(status="done", steps=result.steps, stop_reason=result.stop_reason)
         save()
     data = report([q["output"] for q in state["queue"]], output=out / "report")
@@ -58,3 +84,12 @@ def sweep(models: list[str], ranks: list[int], *, output: str | Path, dataset: s
     state["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     save()
     return state | {"report_data": data}
+
+
+def _recipe_budget(recipe: str | None) -> bool:
+    if recipe is None:
+        return False
+    from budgetreason.recipes import load_recipe
+
+    data = load_recipe(recipe)
+    return bool(data.get("budget_hours") or data.get("max_steps"))

@@ -22,13 +22,13 @@ def grpo_config(run, rewards):
         max_completion_length=cfg.max_completion_length,
         max_steps=cfg.max_steps or UNBOUNDED_STEPS,
         learning_rate=cfg.learning_rate,
-        lr_scheduler_type="constant",  # replaced by the budget schedule (budgetreason.budget)
+        lr_scheduler_type="constant",  # replaced by the step schedule over the run's horizon (budgetreason.budget)
         warmup_steps=0,
         optim=cfg.optim or "adamw_torch",
-        weight_decay=0.0,
+        weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,
         loss_type=cfg.loss,
-        scale_rewards="none" if cfg.loss == "dr_grpo" else "group",
+        scale_rewards=scale_rewards(cfg),
         beta=cfg.beta,
         epsilon=cfg.epsilon,
         epsilon_high=cfg.epsilon_high,
@@ -52,6 +52,10 @@ def grpo_config(run, rewards):
         shuffle_dataset=True,
         dataloader_num_workers=0,
         log_completions=False,
+        use_bias_correction_kl=cfg.use_bias_correction_kl,
+        vllm_importance_sampling_correction=cfg.vllm_importance_sampling_correction,
+        vllm_importance_sampling_mode=cfg.vllm_importance_sampling_mode,
+        vllm_importance_sampling_clip_max=cfg.vllm_importance_sampling_clip_max,
     )
     if run.backend in ("unsloth", "trl"):
         kwargs.update(use_vllm=True, vllm_mode="colocate",
@@ -63,3 +67,10 @@ def grpo_config(run, rewards):
         kwargs["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
     kwargs.update(cfg.extra)
     return GRPOConfig(**kwargs)
+
+
+def scale_rewards(cfg) -> str:
+    """The advantage scaling: the config's, or none for dr_grpo and the group std otherwise."""
+    if cfg.scale_rewards is not None:
+        return cfg.scale_rewards
+    return "none" if cfg.loss == "dr_grpo" else "group"

@@ -122,11 +122,12 @@ def resolve(config: RunConfig, reward_objects: dict | None = None) -> ResolvedRu
         max_prompt_length=config.max_prompt_length, max_completion_length=config.max_completion_length,
         load_in_4bit=config.load_in_4bit, vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
         vllm_standby=config.vllm_standby, lora_target_modules=config.lora_target_modules, optim=config.optim,
-        lora_dropout=config.lora_dropout, beta=config.beta,
+        lora_dropout=config.lora_dropout, beta=config.beta, prompts_per_step=config.prompts_per_step,
     )
     if not gpu.is_cuda:
         fixed.pop("vllm_gpu_memory_utilization")
-    p = plan(gpu, arch, hours or 1.0, headroom=config.headroom, backend=backend, **fixed)
+    p = plan(gpu, arch, hours or 1.0, headroom=config.headroom, backend=backend, val_problems=_val_problems(config),
+             val_samples=config.val_samples, **fixed)
     if not p.fits:
         raise BudgetError(f"{model} does not fit {gpu.name}: {p.warnings[-1]}. Would fit: "
                           f"{'; '.join(p.suggestions) or 'nothing in the catalogs'}.")
@@ -134,7 +135,8 @@ def resolve(config: RunConfig, reward_objects: dict | None = None) -> ResolvedRu
     resolved = dataclasses.replace(
         config, model=model, dataset=dataset, gpu=gpu.key, backend=backend, budget_hours=hours, budget_usd=None,
         lora_rank=c["lora_rank"], lora_alpha=c["lora_alpha"], lora_target_modules=list(c["lora_target_modules"]),
-        num_generations=c["num_generations"], per_device_train_batch_size=c["per_device_train_batch_size"],
+        num_generations=c["num_generations"], prompts_per_step=p.shape.prompts_per_step,
+        per_device_train_batch_size=c["per_device_train_batch_size"],
         gradient_accumulation_steps=c["gradient_accumulation_steps"], max_prompt_length=c["max_prompt_length"],
         max_completion_length=c["max_completion_length"], load_in_4bit=c["load_in_4bit"],
         vllm_gpu_memory_utilization=c["vllm_gpu_memory_utilization"] if backend != "hf" else None,
@@ -146,6 +148,25 @@ def resolve(config: RunConfig, reward_objects: dict | None = None) -> ResolvedRu
         resolved.output = str(Path("runs") / f"{slug(model)}-{slug(dataset)}-r{resolved.lora_rank}-s{resolved.seed}")
     return ResolvedRun(config=resolved, plan=p, folder=RunFolder(resolved.output), backend=backend, gpu=gpu,
                        rewards=custom)
+
+
+def _val_problems(cfg: RunConfig) -> int | None:
+    """Problems per validation (the benchmark's size unless val_size_benchmark cuts it), or None without validation."""
+    if not cfg.val_every:
+        return None
+    if cfg.val_size_benchmark:
+        return cfg.val_size_benchmark
+    from budgetreason.benchmarks import get
+
+    return get(cfg.val_benchmark).size or None
+
+
+def val_every(run: ResolvedRun) -> int | None:
+    """The validation cadence in steps: the config's, or for 'auto' the planner's (docs/training.md)."""
+    v = run.config.val_every
+    if v == "auto":
+        return (run.plan.validation or {}).get("every") or 1
+    return v
 
 
 def _identity(cfg: RunConfig) -> dict:
@@ -272,7 +293,7 @@ def _after_oom(run: ResolvedRun, error: BaseException, attempt: int, console) ->
 
 
 def _train_once(run: ResolvedRun, extra_callbacks: list, console) -> RunResult:
-    from budgetreason.budget import BudgetClock, install_budget_schedule
+    from budgetreason.budget import SCHEDULE_FILE, BudgetClock, install_step_schedule
     from budgetreason.callbacks import (
         BudgetCallback,
         GracefulStop,
@@ -280,6 +301,7 @@ def _train_once(run: ResolvedRun, extra_callbacks: list, console) -> RunResult:
         MetricsCallback,
         ProgressCallback,
         RunState,
+        ScheduleCallback,
     )
 
     cfg, folder = run.config, run.folder
@@ -298,6 +320,8 @@ def _train_once(run: ResolvedRun, extra_callbacks: list, console) -> RunResult:
         folder.event("note", note)
     clock = BudgetClock(budget_s=cfg.budget_hours * 3600 if cfg.budget_hours else None,
                         max_steps=cfg.max_steps, spent_before_s=spent)
+    horizon = _horizon(run)
+    folder.write_json(folder.path / SCHEDULE_FILE, horizon.to_dict())
 
     loaded = _load_model(run)  # Unsloth (if used) is imported here, before TRL
     from budgetreason.compat import ensure_logprob_head
@@ -315,7 +339,11 @@ def _train_once(run: ResolvedRun, extra_callbacks: list, console) -> RunResult:
 
     rewards = run.rewards or preset(cfg.rewards, prompt_opens_think=_template_opens_think(loaded.tokenizer, prepared.train))
     state = RunState(folder=folder, clock=clock, save_minutes=cfg.save_minutes)
-    cbs = [BudgetCallback(state), MetricsCallback(state, [get_callable_name(f) for f in rewards.funcs]),
+    from budgetreason.planner import VAL_SHARE
+
+    reserve = VAL_SHARE if cfg.val_every else 0.0  # validation time is not in the measured step time
+    cbs = [BudgetCallback(state), ScheduleCallback(state, horizon, folder.path / SCHEDULE_FILE, reserve=reserve),
+           MetricsCallback(state, [get_callable_name(f) for f in rewards.funcs]),
            HealthCallback(state, console=console)]
     if cfg.progress:
         cbs.append(ProgressCallback(state, cfg.max_steps, console=console))
@@ -323,7 +351,7 @@ def _train_once(run: ResolvedRun, extra_callbacks: list, console) -> RunResult:
     if cfg.val_every:
         from budgetreason.validation import ValidationCallback
 
-        validation = ValidationCallback(state, cfg, loaded.tokenizer, run.backend)
+        validation = ValidationCallback(state, cfg, loaded.tokenizer, run.backend, every=val_every(run))
         cbs.append(validation)
     trainer = GRPOTrainer(model=loaded.model, reward_funcs=list(rewards.funcs), args=grpo_config(run, rewards),
                           train_dataset=prepared.train, processing_class=loaded.tokenizer,
@@ -331,9 +359,10 @@ def _train_once(run: ResolvedRun, extra_callbacks: list, console) -> RunResult:
     trainer.remove_callback(PrinterCallback)
     if validation is not None:
         validation.trainer = trainer
-    install_budget_schedule(trainer, clock, cfg.warmup_ratio, cfg.min_lr_ratio)
+    install_step_schedule(trainer, horizon)
     folder.event("start", f"training {cfg.model} on {cfg.dataset} with {run.backend} on {run.gpu.name}",
                  step=start_step)
+    console.print(describe_shape(cfg, horizon))
     with GracefulStop(state, console=console):
         trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
     reason = state.stop_reason or ("max_steps" if cfg.max_steps and trainer.state.global_step >= cfg.max_steps
@@ -351,6 +380,35 @@ def _train_once(run: ResolvedRun, extra_callbacks: list, console) -> RunResult:
     if reason in ("interrupted", "terminated"):
         raise KeyboardInterrupt(f"stopped on request; checkpoint saved in {folder.path}")
     return result
+
+
+def _horizon(run: ResolvedRun):
+    """The schedule's horizon: the saved one on resume, else schedule_steps, max_steps or the planner's estimate."""
+    from budgetreason.budget import SCHEDULE_FILE, Horizon
+
+    saved = run.folder.path / SCHEDULE_FILE
+    if run.resume_from is not None and saved.is_file():
+        return Horizon.from_dict(json.loads(saved.read_text()))
+    cfg = run.config
+    if cfg.schedule_steps:
+        steps, source = cfg.schedule_steps, "schedule_steps"
+    elif cfg.max_steps:
+        steps, source = cfg.max_steps, "max_steps"
+    else:
+        steps, source = max(1, run.plan.est_steps), "planner"
+    return Horizon(steps=steps, warmup_ratio=cfg.warmup_ratio, min_lr_ratio=cfg.min_lr_ratio, kind=cfg.lr_scheduler,
+                   source=source, final=source != "planner")
+
+
+def describe_shape(cfg: RunConfig, horizon=None) -> str:
+    """One line with what a reader checks first: LoRA scale α/r, prompts per step and its split, the schedule."""
+    line = (f"LoRA rank {cfg.lora_rank}, alpha {cfg.lora_alpha} (α/r {cfg.lora_alpha / cfg.lora_rank:g}); "
+            f"{cfg.prompts_per_step} prompts × k {cfg.num_generations} per step "
+            f"(micro-batch {cfg.per_device_train_batch_size} × {cfg.gradient_accumulation_steps})")
+    if horizon is not None:
+        line += (f"; lr {cfg.learning_rate:g}, {horizon.kind} over {horizon.steps} steps ({horizon.source}), "
+                 f"warm-up {horizon.warmup_steps}")
+    return line
 
 
 def _template_opens_think(tokenizer, dataset) -> bool:
@@ -388,7 +446,8 @@ def _load_data(cfg: RunConfig, tokenizer):
     return load_dataset_recipe(cfg.dataset, data_files=cfg.data_path, problem_column=cfg.problem_column,
                                answer_column=cfg.answer_column, split=cfg.split, config=cfg.dataset_config,
                                seed=cfg.seed, val_size=cfg.val_size,
-                               max_prompt_length=cfg.max_prompt_length, tokenizer=tokenizer, limit=cfg.dataset_limit)
+                               max_prompt_length=cfg.max_prompt_length, tokenizer=tokenizer, limit=cfg.dataset_limit,
+                               long_prompts=cfg.long_prompts, drop_duplicates=cfg.drop_duplicates)
 
 
 def _save_adapter(trainer, tokenizer, folder: RunFolder) -> None:

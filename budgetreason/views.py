@@ -29,7 +29,7 @@ def plan_view(plan) -> Group:
     cfg.add_column()
     c = d["config"]
     rows = [
-        ("backend", c["backend"]), ("LoRA", f"rank {c['lora_rank']}, alpha {c['lora_alpha']}, "
+        ("backend", c["backend"]), ("LoRA", f"rank {c['lora_rank']}, alpha {c['lora_alpha']} (α/r {d['lora_scale']:g}), "
                                           f"{len(c['lora_target_modules'])} projections"),
         ("group size k", str(c["num_generations"])),
         ("prompts / step", f"{d['prompts_per_step']} ({d['generation_batch_size']} completions)"),
@@ -65,6 +65,11 @@ def plan_view(plan) -> Group:
     time_line = Text(f"≈ {t['total_s']:.0f} s per step (generate {t['generate_s']:.0f}, train {t['train_s']:.0f}, "
                      f"other {t['overhead_s']:.0f}) → about {d['est_steps']} steps in {plan.hours:g} h{cost}")
     parts = [cfg, mem, time_line]
+    v = d.get("validation")
+    if v:
+        parts.append(Text(f"validation: {v['problems']} problems × {v['samples']} sample(s) ≈ {v['seconds_each'] / 60:.1f} min "
+                          f"each; every {v['every']} steps keeps it near {v['share']:.0%} of the time (about "
+                          f"{v['count']} validations); standard error ≤ {100 * v['stderr_max']:.1f} points"))
     for label, items, style in (("reduced", d["reductions"], "yellow"), ("warning", d["warnings"], "red"),
                                 ("would fit", d["suggestions"], "green")):
         for item in items:

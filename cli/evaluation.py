@@ -13,11 +13,12 @@ from cli.options import JsonOpt
 def eval_cmd(
     model: Annotated[str, typer.Option("--model", "-m", help="Base model (catalog name, hub id, folder, tiny-arith).")],
     adapter: Annotated[str | None, typer.Option("--adapter", help="Run folder, checkpoint or adapter folder.")] = None,
-    benchmarks: Annotated[str, typer.Option("--benchmarks", "-b", help="Comma list (see `budgetreason benchmarks`).")] = "aime24,aime25,amc23",
-    samples: Annotated[int, typer.Option("--samples", "-n", help="Samples per problem.")] = 16,
-    max_tokens: Annotated[int, typer.Option("--max-tokens", help="3584 (micro-budget); 32768 for Tina's protocol.")] = 3584,
-    temperature: Annotated[float, typer.Option("--temperature")] = 0.6,
-    top_p: Annotated[float, typer.Option("--top-p")] = 0.95,
+    protocol: Annotated[str | None, typer.Option("--protocol", help="tina or micro-budget: a paper's benchmarks, samples, k and sampling.")] = None,
+    benchmarks: Annotated[str | None, typer.Option("--benchmarks", "-b", help="Comma list; default aime24,aime25,amc23.")] = None,
+    samples: Annotated[int | None, typer.Option("--samples", "-n", help="Samples per problem (16).")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="New tokens per sample (3584).")] = None,
+    temperature: Annotated[float | None, typer.Option("--temperature", help="0.6")] = None,
+    top_p: Annotated[float | None, typer.Option("--top-p", help="0.95")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     data: Annotated[list[str] | None, typer.Option("--data", help="Local copy: PATH for one benchmark, or NAME=PATH (repeatable).")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first N problems of each benchmark.")] = None,
@@ -30,13 +31,24 @@ def eval_cmd(
     """Sample completions and score pass@k, length and entropy; resumes an interrupted evaluation."""
     from rich.console import Console
 
-    from budgetreason.evaluation import evaluate, parse_data_option
+    from budgetreason.errors import BudgetError
+    from budgetreason.evaluation import PROTOCOLS, evaluate, parse_data_option
 
+    given = {"--benchmarks": benchmarks, "--samples": samples, "--max-tokens": max_tokens,
+             "--temperature": temperature, "--top-p": top_p}
+    if protocol is not None and any(v is not None for v in given.values()):
+        flags = ", ".join(k for k, v in given.items() if v is not None)
+        raise BudgetError(f"--protocol {protocol} sets {flags} itself; drop {flags} or drop --protocol.")
+    p = PROTOCOLS["micro-budget"]
+    benchmarks = benchmarks or ",".join(p["benchmarks"])
     console = Console(stderr=True)
-    result = evaluate(model, adapter=adapter, benchmarks=benchmarks, samples=samples, max_tokens=max_tokens,
-                      temperature=temperature, top_p=top_p, seed=seed, output=output,
-                      data=parse_data_option(data, benchmarks), limit=limit, backend=backend, overwrite=overwrite,
-                      label=label, console=console)
+    result = evaluate(model, adapter=adapter, benchmarks=benchmarks, samples=samples or p["samples"],
+                      max_tokens=max_tokens or p["max_tokens"],
+                      temperature=p["temperature"] if temperature is None else temperature,
+                      top_p=p["top_p"] if top_p is None else top_p, seed=seed, output=output,
+                      data=parse_data_option(data, PROTOCOLS[protocol]["benchmarks"] if protocol in PROTOCOLS else benchmarks),
+                      limit=limit, backend=backend, overwrite=overwrite, label=label, protocol=protocol,
+                      console=console)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return

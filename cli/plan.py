@@ -41,6 +41,9 @@ def plan_cmd(
     calibration: Annotated[str | None, typer.Option("--calibration", help="calibration.json from `budgetreason calibrate`.")] = None,
     gpus: GpusOpt = None,
     config: Annotated[str | None, typer.Option("--config", "-c", help="With --gpus: plan a recipe or YAML file's settings.")] = None,
+    prompts_per_step: Annotated[int | None, typer.Option("--prompts-per-step", help="Pin prompts per optimizer step.")] = None,
+    val_size: Annotated[int, typer.Option("--val-size", help="Validation problems priced in the plan (MATH500: 500; 0: none).")] = 500,
+    val_samples: Annotated[int, typer.Option("--val-samples", help="Samples per validation problem.")] = 1,
 ) -> None:
     """Plan a GRPO run: the configuration that fits, memory term by term, time and cost."""
     from budgetreason.planner import plan
@@ -57,6 +60,7 @@ def plan_cmd(
     if hours is None:
         hours = 24.0
     p = plan(gpu, model, hours, vram_gb=vram_gb, headroom=headroom, backend=backend, calibration=calibration,
+             val_problems=val_size or None, val_samples=val_samples, prompts_per_step=prompts_per_step,
              lora_rank=rank,
              lora_alpha=alpha, num_generations=k, per_device_train_batch_size=batch,
              gradient_accumulation_steps=grad_accum, max_prompt_length=max_prompt,

@@ -41,7 +41,9 @@ def train_cmd(
     rank: RankOpt = None, alpha: AlphaOpt = None, k: KOpt = None, batch: BatchOpt = None, grad_accum: GradAccumOpt = None,
     max_prompt: MaxPromptOpt = None, max_completion: MaxCompletionOpt = None, load_in_4bit: FourBitOpt = None,
     vllm_share: VllmShareOpt = None, standby: StandbyOpt = None, targets: TargetsOpt = None,
+    prompts_per_step: Annotated[int | None, typer.Option("--prompts-per-step", help="Prompts per optimizer step (the planner splits it).")] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
+    schedule_steps: Annotated[int | None, typer.Option("--schedule-steps", help="Steps the LR schedule spans (--max-steps).")] = None,
     loss: Annotated[str | None, typer.Option("--loss", help="grpo, dr_grpo or dapo.")] = None,
     beta: Annotated[float | None, typer.Option("--beta", help="KL coefficient.")] = None,
     temperature: Annotated[float | None, typer.Option("--temperature")] = None,
@@ -59,9 +61,10 @@ def train_cmd(
     config: Annotated[str | None, typer.Option("--config", "-c", help="YAML file or shipped recipe name.")] = None,
     report_to: Annotated[str | None, typer.Option("--report-to", help="wandb, tensorboard, trackio or none.")] = None,
     oom_retries: Annotated[int | None, typer.Option("--oom-retries")] = None,
-    val_every: Annotated[int | None, typer.Option("--val-every", help="Validate every N steps.")] = None,
+    val_every: Annotated[str | None, typer.Option("--val-every", help="Validate every N steps, or 'auto' (as the budget allows).")] = None,
     val_benchmark: Annotated[str | None, typer.Option("--val-benchmark")] = None,
-    val_size: Annotated[int | None, typer.Option("--val-size", help="Problems per validation.")] = None,
+    val_size: Annotated[int | None, typer.Option("--val-size", help="Problems per validation (default: the whole benchmark).")] = None,
+    val_samples: Annotated[int | None, typer.Option("--val-samples", help="Samples per validation problem.")] = None,
     val_data: Annotated[str | None, typer.Option("--val-data", help="Local copy of the validation benchmark.")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar (logs only).")] = False,
 ) -> None:
@@ -79,11 +82,12 @@ def train_cmd(
         max_steps=max_steps, lora_rank=rank, lora_alpha=alpha, num_generations=k, per_device_train_batch_size=batch,
         gradient_accumulation_steps=grad_accum, max_prompt_length=max_prompt, max_completion_length=max_completion,
         load_in_4bit=load_in_4bit, vllm_gpu_memory_utilization=vllm_share, vllm_standby=standby,
-        lora_target_modules=targets, learning_rate=lr, loss=loss, beta=beta, temperature=temperature, rewards=rewards,
+        lora_target_modules=targets, learning_rate=lr, prompts_per_step=prompts_per_step, schedule_steps=schedule_steps,
+        loss=loss, beta=beta, temperature=temperature, rewards=rewards,
         reward_funcs=reward or None, reward_weights=reward_weight or None,
         save_steps=save_steps, save_minutes=save_minutes, output=output, overwrite=overwrite or None, seed=seed,
-        backend=backend, report_to=report_to, oom_retries=oom_retries, val_every=val_every,
-        val_benchmark=val_benchmark, val_size_benchmark=val_size, val_data=val_data,
+        backend=backend, report_to=report_to, oom_retries=oom_retries, val_every=_val_every(val_every),
+        val_benchmark=val_benchmark, val_size_benchmark=val_size, val_samples=val_samples, val_data=val_data,
         progress=False if no_progress else None,
     )
     try:
@@ -93,3 +97,15 @@ def train_cmd(
         raise typer.Exit(130) from None
     typer.echo(f"{result.stop_reason}: {result.steps} steps in {result.elapsed_s / 60:.1f} min; "
                f"run folder {result.output} (adapter in {result.output}/adapter)")
+
+
+def _val_every(value: str | None) -> int | str | None:
+    """--val-every N or auto."""
+    if value is None or value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        from budgetreason.errors import BudgetError
+
+        raise BudgetError(f"--val-every must be a step count or 'auto', got '{value}'.") from None

@@ -30,8 +30,9 @@ def test_recipes_fit_their_gpu():
         data = load_recipe(name)
         if "gpu" not in data:
             continue
-        p = plan(data["gpu"], data["model"], data["budget_hours"], lora_rank=data.get("lora_rank"),
+        p = plan(data["gpu"], data["model"], data.get("budget_hours", 24), lora_rank=data.get("lora_rank"),
                  lora_alpha=data.get("lora_alpha"), num_generations=data.get("num_generations"),
+                 prompts_per_step=data.get("prompts_per_step"),
                  max_completion_length=data.get("max_completion_length"),
                  max_prompt_length=data.get("max_prompt_length"))
         assert p.fits, name
@@ -57,12 +58,18 @@ def test_yaml_round_trip_and_flags_override(tmp_path):
     assert back.merged(lora_rank=16, seed=None).lora_rank == 16 and back.merged(seed=None).seed == cfg.seed
 
 
-def test_lr_schedule_warms_up_then_cosine_to_the_floor():
-    xs = [i / 100 for i in range(101)]
-    ys = [lr_multiplier(x, 0.1, 0.1) for x in xs]
-    assert ys[5] == pytest.approx(0.5) and ys[10] == pytest.approx(1.0) and ys[-1] == pytest.approx(0.1)
-    assert all(a <= b for a, b in zip(ys[:11], ys[1:11]))  # rising during warm-up
-    assert all(a >= b for a, b in zip(ys[10:], ys[11:]))   # falling after
+def test_lr_schedule_is_transformers_cosine_with_min_lr_by_step():
+    """Tina's schedule: 150 warm-up steps of a 1500-step cosine to 0.1, step for step as transformers builds it."""
+    import torch
+    from transformers.optimization import get_cosine_with_min_lr_schedule_with_warmup
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    hf = get_cosine_with_min_lr_schedule_with_warmup(opt, num_warmup_steps=150, num_training_steps=1500, min_lr_rate=0.1)
+    ours = [lr_multiplier(s, 1500, 150, 0.1) for s in range(1500)]
+    theirs = [hf.lr_lambdas[0](s) for s in range(1500)]
+    assert ours == pytest.approx(theirs)
+    assert lr_multiplier(3000, 1500, 150, 0.1) == pytest.approx(0.1)  # past the horizon: the floor
+    assert [lr_multiplier(s, 300, 0, 0.0, "constant") for s in (0, 150, 299)] == [1.0, 1.0, 1.0]
 
 
 def test_clock_counts_earlier_sessions_and_the_faster_limit_wins():

@@ -56,7 +56,7 @@ def test_rising_run_is_learning_with_the_papers_numbers(tmp_path):
     a = analyse(load_run(rising(tmp_path)))
     assert a["verdict"] == "learning"
     assert a["reward_last_tenth"] - a["reward_first_tenth"] > 0.3
-    assert a["entropy_change_pct"] == pytest.approx(-100 * 0.2 * 0.95 / 0.6, abs=6)  # ≈ -32%
+    assert a["train_entropy_change_pct"] == pytest.approx(-100 * 0.2 * 0.95 / 0.6, abs=6)  # ≈ -32%
     assert a["length_change_pct"] > 50
     assert a["steps"] == 100 and a["hours"] == pytest.approx(100 * 300 / 3600, rel=1e-3)
     assert a["cost_usd"] == pytest.approx(0.30 * 100 * 300 / 3600, abs=0.01)
@@ -76,7 +76,7 @@ def test_collapsing_run(tmp_path):
         "reward": noisy(lambda t: 0.4), "entropy": noisy(lambda t: 0.6 * (1 - 0.8 * t), 0.005),
         "completion_length": noisy(lambda t: 900 - 500 * t, 5)}, val=lambda t: 0.5 - 0.3 * t)
     a = analyse(load_run(d))
-    assert a["verdict"] == "collapsing" and a["entropy_change_pct"] < -50
+    assert a["verdict"] == "collapsing" and a["train_entropy_change_pct"] < -50
 
 
 def test_turning_point_where_format_peaks(tmp_path):
@@ -120,7 +120,7 @@ def test_report_writes_pngs_markdown_and_json(tmp_path):
     dirs = [rising(tmp_path, f"r{r}", rank=r) for r in (8, 256)]
     data = report(dirs, output=tmp_path / "rep")
     out = tmp_path / "rep"
-    for name in ("accuracy", "format", "reward", "length", "entropy", "validation", "lr_budget"):
+    for name in ("accuracy", "format", "reward", "length", "train_entropy", "validation", "lr_budget"):
         assert (out / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
     md = (out / "report.md").read_text()
     assert "![accuracy](accuracy.png)" in md and "**learning**" in md and "rank 256" in md

@@ -40,3 +40,17 @@ def describe(name: str) -> str:
     """The recipe's header comment: what it is and what GPU and time it expects."""
     lines = recipe_path(name).read_text().splitlines()
     return " ".join(line.lstrip("# ").strip() for line in lines if line.startswith("#"))
+
+
+def settings(name: str) -> list[dict]:
+    """The recipe's settings in file order, each with the source note written beside it (after '#')."""
+    import yaml
+
+    rows = []
+    for line in recipe_path(name).read_text().splitlines():
+        if not line or line.startswith(("#", " ")):
+            continue
+        body, _, note = line.partition(" # ")
+        (key, value), = yaml.safe_load(body).items()
+        rows.append({"key": key, "value": value, "source": note.strip()})
+    return rows
