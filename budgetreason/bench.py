@@ -1,13 +1,15 @@
 """``budgetreason bench``: budgetreason's GPU path against plain TRL + PEFT on the same model, data and settings.
 
-Variant ``budgetreason`` is ``budgetreason.train`` as users run it (Unsloth with its colocated
-vLLM on a GPU). Variant ``plain`` is TRL's GRPOTrainer with a PEFT LoRA config and TRL's own
-colocated vLLM where vLLM is installed (else transformers generation) — the set-up most
-GRPO-on-LoRA scripts use. Both get the same random-weight architecture, synthetic prompts,
-completion length (forced), k, LoRA rank, micro-batch and accumulation (the plain run copies
-budgetreason's plan). Each variant runs in its own subprocess, one after the other, within
-one command. Reported: seconds per step (median after the first), generated and trained
-tokens per second, peak memory, and the ratios.
+Variant ``budgetreason`` is the training code users run (``calibrate.measure``: Unsloth on a
+GPU where installed). Variant ``plain`` is TRL's GRPOTrainer with a PEFT LoRA config — the
+set-up most GRPO-on-LoRA scripts use — generating with the same engine as the budgetreason
+variant did (TRL's colocated vLLM where that was vLLM, else transformers' generate), so the
+ratio measures training kernels and memory, not the generation engine. Both get the same
+random-weight architecture (built once, cached), synthetic prompts, completion length (forced),
+k, LoRA rank, micro-batch and accumulation (the plain run copies budgetreason's plan). Each
+variant runs in its own subprocess, one after the other, within one command. Reported:
+seconds per step (median after the first), generated and trained tokens per second, peak
+memory, and the ratios.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from budgetreason.calibrate import GIB, Spec, _PeakSampler, _rss_gib, measure
+from budgetreason.calibrate import GIB, Spec, _rss_gib, _SmiPeak, cached_random_model, default_cache, force_full_length
 
 VARIANTS = ("budgetreason", "plain")
 
@@ -32,29 +34,28 @@ def _plain(spec: Spec, shape: dict, workdir: Path) -> dict:
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
-    from budgetreason.backends import installed
     from budgetreason.compat import ensure_logprob_head
     from budgetreason.models import resolve_model
-    from budgetreason.synthetic import random_reward, save_random_model, write_prompts
+    from budgetreason.synthetic import random_reward, write_prompts
 
     ensure_logprob_head()  # only installs a fallback where Triton is missing (CPU)
     from trl import GRPOConfig, GRPOTrainer
 
     cuda = torch.cuda.is_available()
     arch = resolve_model(spec.model)
-    folder = save_random_model(arch, workdir / "model", dtype="bfloat16" if cuda else "float32")
+    folder, _ = cached_random_model(spec.model, shape["cache"], "bfloat16" if cuda else "float32")
     rows = [json.loads(x) for x in write_prompts(workdir / "d.jsonl", 64, spec.prompt, arch.vocab_size).read_text().splitlines()]
     ds = Dataset.from_list([{"prompt": [{"role": "user", "content": r["problem"]}]} for r in rows])
     tok = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16 if cuda else torch.float32)
-    use_vllm = cuda and installed("vllm")
+    use_vllm = shape["generation"] == "vllm"  # the engine the budgetreason variant used
     args = GRPOConfig(
         output_dir=str(workdir / "plain"), per_device_train_batch_size=shape["per_device_train_batch_size"],
         gradient_accumulation_steps=shape["gradient_accumulation_steps"], num_generations=spec.k,
         max_completion_length=spec.completion, max_steps=spec.steps, learning_rate=1e-6, logging_steps=1,
         save_strategy="no", report_to=[], bf16=cuda, use_cpu=not cuda, gradient_checkpointing=cuda,
         use_vllm=use_vllm, vllm_mode="colocate", vllm_gpu_memory_utilization=shape.get("vllm_gpu_memory_utilization") or 0.3,
-        generation_kwargs={"min_tokens": spec.completion} if use_vllm else {"min_new_tokens": spec.completion},
+        generation_kwargs=force_full_length("vllm" if use_vllm else "hf", spec.completion),
         loss_type="grpo", beta=0.0, disable_tqdm=True)
     times: list[float] = []
 
@@ -78,13 +79,12 @@ def _plain(spec: Spec, shape: dict, workdir: Path) -> dict:
     rss0 = _rss_gib()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    with _PeakSampler() as sampler:
+    with _SmiPeak() as sampler:
         trainer.train()
     steps = times[1:] or times
     return {"step_seconds": statistics.median(steps),
             "completion_length": statistics.mean(x.get("completions/mean_length", 0) for x in logged) if logged else None,
-            "peak_gib": (sampler.peak_mib / 1024 if sampler.peak_mib else None)
-            or (torch.cuda.max_memory_reserved() / GIB if cuda else _rss_gib() - rss0),
+            "peak_gib": sampler.take() or (torch.cuda.max_memory_reserved() / GIB if cuda else _rss_gib() - rss0),
             "generation": "vllm colocate" if use_vllm else "transformers"}
 
 
@@ -98,8 +98,9 @@ def _summarize(variant: str, spec: Spec, shape: dict, raw: dict) -> dict:
             "generation": raw.get("generation", ""), "completions_per_step": g}
 
 
-def bench(spec: Spec, output: str | Path = "bench.json", console=None, timeout_s: int = 1800) -> dict:
-    """Run both variants (each in a fresh subprocess) and write `output` with the ratios."""
+def bench(spec: Spec, output: str | Path = "bench.json", console=None, timeout_s: int = 1800,
+          cache: str | Path | None = None) -> dict:
+    """Run both variants (each in a fresh subprocess, same generation engine) and write `output` with the ratios."""
     from budgetreason import versions
 
     results: dict[str, dict] = {}
@@ -107,7 +108,8 @@ def bench(spec: Spec, output: str | Path = "bench.json", console=None, timeout_s
     with tempfile.TemporaryDirectory() as tmp:
         for variant in VARIANTS:
             spec_file, out_file = Path(tmp) / f"{variant}.json", Path(tmp) / f"{variant}-out.json"
-            spec_file.write_text(json.dumps({"spec": spec.__dict__, "shape": shape}))
+            spec_file.write_text(json.dumps({"spec": spec.__dict__, "shape": shape,
+                                             "cache": str(cache or default_cache())}))
             work = Path(tmp) / variant
             work.mkdir()
             proc = subprocess.run([sys.executable, "-m", "budgetreason.bench", variant, str(spec_file), str(out_file),
@@ -140,10 +142,25 @@ def _main() -> None:
     payload = json.loads(Path(spec_file).read_text())
     spec, shape = Spec(**payload["spec"]), payload["shape"]
     if variant == "budgetreason":
-        rec = measure(spec, Path(workdir))
-        shape = dict(rec["config"])
-        raw = {"step_seconds": rec["measured"]["step_seconds"], "completion_length": rec["measured"]["completion_length"],
-               "peak_gib": rec["measured"]["peak_gib"], "generation": rec["backend"]}
+        import torch
+
+        from budgetreason.calibrate import measure
+
+        folder, _ = cached_random_model(spec.model, payload["cache"], "bfloat16" if torch.cuda.is_available() else "float32")
+        lines = measure(spec, folder, Path(workdir), Path(workdir) / "steps.jsonl", "bench")
+        timed = lines[1:] or lines
+        peaks = [x["memory_gib"]["peak"] for x in lines if x["memory_gib"]["peak"]]
+        first = lines[0]
+        shape = {"per_device_train_batch_size": first["shape"]["batch"],
+                 "gradient_accumulation_steps": first["shape"]["accumulation"],
+                 "lora_alpha": first["shape"]["alpha"], "lora_target_modules": first["shape"]["targets"],
+                 "generation": first["generation"],
+                 "vllm_gpu_memory_utilization": first["shape"]["vllm_gpu_memory_utilization"],
+                 "cache": payload["cache"]}
+        raw = {"step_seconds": statistics.median(x["seconds"]["total"] for x in timed),
+               "completion_length": statistics.mean(x["completion_length"] for x in lines),
+               "peak_gib": max(peaks) if peaks else None,
+               "generation": f"{first['backend']} ({first['engine']})"}
     else:
         if shape is None:
             raise SystemExit("the plain variant needs budgetreason's shape; run the budgetreason variant first")

@@ -1,18 +1,21 @@
-"""``budgetreason calibrate``: measure peak memory and step time on this GPU and correct the planner.
+"""``budgetreason calibrate``: measure peak memory and step time on this GPU, one line per step.
 
-For each configuration of a grid (catalog architectures with random weights, LoRA ranks,
-group sizes k, completion lengths) a few real GRPO steps run through ``budgetreason.train`` —
-the same code users run — in a fresh subprocess, with completions forced to full length.
-Peak memory is read two ways: ``torch.cuda.max_memory_reserved`` (PyTorch's allocator) and
-the largest ``nvidia-smi`` reading of the process (everything, vLLM's pools included);
-seconds per step is the median after the first step. ``calibration.json`` keeps predicted and
-measured values; ``budgetreason plan --calibration calibration.json`` fits
+A GPU window can end any minute (a Colab runtime, a spot instance), so nothing here waits for
+the end to report: every optimizer step appends one JSON line to ``calibration.jsonl`` the
+moment it ends (shape, seconds split into generation / rewards / training, tokens per second,
+peak memory per phase from ``torch.cuda.max_memory_reserved`` reset at each phase, and the
+step's largest ``nvidia-smi`` reading of this process; both null on a CPU, where the process's
+peak resident memory stands in) and prints it. A killed calibration keeps every finished line.
 
-    measured_total ≈ a · predicted_total + b        (least squares over the GPU's records)
-    measured_step  ≈ r · predicted_step              (median ratio)
+What it skips: the random-weight model is built once per architecture into a cache folder and
+reused by every configuration; no checkpoints, no optimizer-state or adapter saves. Completions
+are forced to full length with the generation engine's own argument (vLLM's ``min_tokens``,
+transformers' ``min_new_tokens``). Each configuration runs the training code users run
+(``training.resolve``, the back-end loaders, ``trainer_args.grpo_config``, TRL's GRPOTrainer);
+configurations that start a vLLM engine run in a subprocess each (one engine per process).
 
-and plans with the corrected numbers. On a CPU the same code measures the process's peak
-resident memory, which tests use.
+``budgetreason plan --calibration calibration.jsonl`` corrects the planner from these lines
+(``budgetreason.correction``).
 """
 
 from __future__ import annotations
@@ -20,18 +23,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from budgetreason.correction import GIB, Correction, load_correction, read_points  # noqa: F401 (re-exported)
 from budgetreason.errors import BudgetError
 
-GIB = 1024**3
 DEFAULT_RANKS = (8, 64, 256)
 DEFAULT_KS = (8,)
 DEFAULT_COMPLETIONS = (512, 3584)
@@ -40,6 +42,8 @@ PROMPT_TOKENS = 256
 
 @dataclass(frozen=True)
 class Spec:
+    """One configuration to measure."""
+
     model: str
     rank: int
     k: int
@@ -48,17 +52,73 @@ class Spec:
     backend: str = "auto"
     gpu: str = "auto"
     prompt: int = PROMPT_TOKENS
+    generation: str = "auto"
+    """auto, vllm or hf (see backends.choose_engine)."""
+    prompts_per_step: int | None = None
+    """Prompts per optimizer step (None: the planner's choice)."""
+    batch: int | None = None
+    """Completions per micro-batch (None: the planner's choice)."""
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} r{self.rank} k{self.k} C{self.completion}"
 
 
 def grid(models: list[str], ranks=DEFAULT_RANKS, ks=DEFAULT_KS, completions=DEFAULT_COMPLETIONS, **kw) -> list[Spec]:
     return [Spec(m, r, k, c, **kw) for m in models for r in ranks for k in ks for c in completions]
 
 
-class _PeakSampler:
-    """Largest GPU memory nvidia-smi reports for this process (or peak RSS on a CPU), sampled in a thread."""
+def quick(model: str, *, cuda: bool, **kw) -> list[Spec]:
+    """Three shapes of one architecture that separate the memory terms, finished in minutes.
+
+    (low rank, short), (high rank, short), (low rank, long): the rank pair moves only the
+    adapter, gradient and optimizer terms; the length pair moves activations, log-probs and the
+    KV cache. Two steps each (the first carries warm-up). On a GPU: 4 prompts × k=8 with 128-token
+    prompts, ranks 16/128, completions 256/512 (about 3 minutes for a 1.5B model on an H100 with
+    transformers' generate); on a CPU: the tiny shapes the tests use.
+    """
+    if cuda:
+        base = dict(k=8, steps=2, prompt=128, prompts_per_step=4, batch=8)
+        lo, hi, short, long = 16, 128, 256, 512
+    else:
+        base = dict(k=2, steps=2, prompt=16, prompts_per_step=2, batch=2)
+        lo, hi, short, long = 2, 8, 16, 32
+    base.update(kw)
+    return [Spec(model, lo, completion=short, **base), Spec(model, hi, completion=short, **base),
+            Spec(model, lo, completion=long, **base)]
+
+
+# ---- random models, built once ---------------------------------------------------------------------
+def default_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "budgetreason" / "random-models"
+
+
+def cached_random_model(model: str, cache: str | Path, dtype: str) -> tuple[Path, bool]:
+    """The architecture with random weights in `cache` (built there first if missing); returns (folder, built)."""
+    from budgetreason.config import slug
+    from budgetreason.models import resolve_model
+    from budgetreason.synthetic import save_random_model
+
+    arch = resolve_model(model)
+    folder = Path(cache) / f"{slug(arch.id)}-{dtype}"
+    if (folder / ".complete").is_file():
+        return folder, False
+    tmp = folder.with_name(folder.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_random_model(arch, tmp, dtype=dtype)
+    (tmp / ".complete").write_text(arch.id)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return folder, True
+
+
+# ---- measuring one configuration ------------------------------------------------------------------
+class _SmiPeak:
+    """Largest GPU memory nvidia-smi reports for this process since the last reset, sampled in a thread."""
 
     def __init__(self, interval: float = 0.25):
         self.interval, self.peak_mib, self._stop = interval, 0.0, threading.Event()
+        self.available = shutil.which("nvidia-smi") is not None
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
@@ -72,11 +132,17 @@ class _PeakSampler:
                     if p == pid:
                         self.peak_mib = max(self.peak_mib, float(mib))
             except (OSError, subprocess.SubprocessError, ValueError):
+                self.available = False
                 return
             self._stop.wait(self.interval)
 
+    def take(self) -> float | None:
+        """The peak since the last take, in GiB (None without nvidia-smi), and reset."""
+        peak, self.peak_mib = self.peak_mib, 0.0
+        return round(peak / 1024, 3) if self.available and peak else None
+
     def __enter__(self):
-        if shutil.which("nvidia-smi"):
+        if self.available:
             self.thread.start()
         return self
 
@@ -91,122 +157,318 @@ def _rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB  # Linux reports KiB
 
 
-def measure(spec: Spec, workdir: Path) -> dict:
-    """Run `spec.steps` GRPO steps of one configuration here and return predicted and measured numbers."""
+def force_full_length(generation: str, completion: int) -> dict:
+    """generation_kwargs that make every completion `completion` tokens long, in the engine's own words."""
+    return {"min_tokens": completion} if generation == "vllm" else {"min_new_tokens": completion}
+
+
+def _resolve(spec: Spec, model_dir: Path, workdir: Path):
+    from budgetreason.models import resolve_model
+    from budgetreason.synthetic import write_prompts
+    from budgetreason.training import _user_config, resolve
+
+    arch = resolve_model(spec.model)
+    prompts = spec.prompts_per_step or 4
+    data = write_prompts(workdir / "data.jsonl", max(64, 2 * prompts * spec.steps), spec.prompt, arch.vocab_size)
+    g = prompts * spec.k if spec.prompts_per_step else None
+    batch = spec.batch if spec.batch and (g is None or g % spec.batch == 0) else None
+    overrides = dict(model=str(model_dir), dataset=str(data), lora_rank=spec.rank, num_generations=spec.k,
+                     max_completion_length=spec.completion, max_prompt_length=spec.prompt + 16, max_steps=spec.steps,
+                     gpu=spec.gpu, backend=spec.backend, generation=spec.generation, output=str(workdir / "run"),
+                     progress=False, learning_rate=1e-6, per_device_train_batch_size=batch,
+                     gradient_accumulation_steps=g // batch if g and batch else None)
+    run = resolve(_user_config(None, overrides))
+    extra = {"generation_kwargs": force_full_length(run.generation, spec.completion), "save_strategy": "no"}
+    run.config = replace(run.config, extra=extra)
+    return run
+
+
+def measure(spec: Spec, model_dir: Path, workdir: Path, out: Path, run_id: str, console=None) -> list[dict]:
+    """Run `spec.steps` GRPO steps of one configuration here, appending one line per step to `out`."""
     import torch
 
-    from budgetreason.models import resolve_model
-    from budgetreason.synthetic import save_random_model, write_prompts
-    from budgetreason.training import train
+    from budgetreason.synthetic import random_reward
+    from budgetreason.training import _load_data, _load_model
 
+    run = _resolve(spec, model_dir, workdir)
+    loaded = _load_model(run)  # Unsloth (if used) is imported here, before TRL
+    from budgetreason.compat import ensure_logprob_head
+
+    ensure_logprob_head()
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback
+    from trl import GRPOTrainer
+
+    from budgetreason.trainer_args import grpo_config
+
+    class _Rewards:  # grpo_config reads .weights; one reward with spread so advantages are not all zero
+        funcs, weights = [random_reward], [1.0]
+
+    prepared = _load_data(run.config, loaded.tokenizer)
     cuda = torch.cuda.is_available()
-    arch = resolve_model(spec.model)
-    model_dir = save_random_model(arch, workdir / "model", dtype="bfloat16" if cuda else "float32")
-    data = write_prompts(workdir / "data.jsonl", 64, spec.prompt, arch.vocab_size)
-    gen_kwargs = {"min_tokens": spec.completion} if cuda else {"min_new_tokens": spec.completion}
-    rss0 = _rss_gib()
-    if cuda:
+    plan = run.plan.to_dict()
+    head = {"kind": "step", "run_id": run_id, "date": time.strftime("%Y-%m-%d"), "gpu": plan["gpu"]["key"],
+            "gpu_name": plan["gpu"]["name"], "backend": run.backend, "generation": run.generation,
+            "engine": plan["generation_engine"], "model": spec.model,
+            "shape": {"rank": spec.rank, "k": spec.k, "completion": spec.completion, "prompt": spec.prompt,
+                      "max_prompt_length": run.config.max_prompt_length,
+                      "batch": run.config.per_device_train_batch_size,
+                      "accumulation": run.config.gradient_accumulation_steps,
+                      "completions_per_step": plan["generation_batch_size"], "alpha": run.config.lora_alpha,
+                      "targets": list(run.config.lora_target_modules),
+                      "vllm_gpu_memory_utilization": run.config.vllm_gpu_memory_utilization},
+            "predicted": {"total_gib": plan["memory_gib"]["total"], "terms_gib": plan["memory_gib"],
+                          "step_breakdown": plan["est_step_breakdown"]}}
+    lines: list[dict] = []
+    phase = {"generation": 0.0, "reward": 0.0, "prompt_tokens": 0, "completion_tokens": 0}
+    peaks: dict[str, float] = {}
+
+    def reserved_since_reset() -> float | None:
+        if not cuda:
+            return None
+        value = round(torch.cuda.max_memory_reserved() / GIB, 3)
         torch.cuda.reset_peak_memory_stats()
-    with _PeakSampler() as sampler:
-        result = train(model=str(model_dir), dataset=str(data), lora_rank=spec.rank, num_generations=spec.k,
-                       max_completion_length=spec.completion, max_prompt_length=spec.prompt + 64,
-                       max_steps=spec.steps, gpu=spec.gpu, backend=spec.backend, output=str(workdir / "run"),
-                       progress=False, save_minutes=10_000, learning_rate=1e-6,
-                       extra={"generation_kwargs": gen_kwargs})
-    plan = json.loads((workdir / "run" / "plan.json").read_text())
-    rows = [json.loads(x) for x in (workdir / "run" / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    steps = [r["step_seconds"] for r in rows[1:]] or [r["step_seconds"] for r in rows]
-    measured = {
-        "torch_reserved_gib": round(torch.cuda.max_memory_reserved() / GIB, 3) if cuda else None,
-        "nvidia_smi_gib": round(sampler.peak_mib / 1024, 3) if sampler.peak_mib else None,
-        "rss_gib": None if cuda else round(_rss_gib() - rss0, 3),
-        "step_seconds": round(statistics.median(steps), 3),
-        "completion_length": round(statistics.mean(r.get("completion_length", 0) for r in rows), 1),
-    }
-    peak = measured["nvidia_smi_gib"] or measured["torch_reserved_gib"] or measured["rss_gib"]
-    predicted_total = plan["memory_gib"]["total"]
-    return {
-        "spec": spec.__dict__, "gpu": plan["gpu"]["key"], "gpu_name": plan["gpu"]["name"], "backend": plan["config"]["backend"],
-        "config": plan["config"], "predicted": {"total_gib": predicted_total, "terms_gib": plan["memory_gib"],
-                                                "step_seconds": plan["est_step_seconds"]},
-        "measured": measured | {"peak_gib": peak},
-        "memory_error_pct": round(100 * (predicted_total - peak) / peak, 1) if peak else None,
-        "time_error_pct": round(100 * (plan["est_step_seconds"] - measured["step_seconds"]) / measured["step_seconds"], 1),
-        "steps": result.steps,
-    }
+        return value
+
+    def timed(name: str, fn, count_tokens: bool = False):
+        def wrapper(*a, **k):
+            before = reserved_since_reset()
+            if before is not None:
+                peaks["training"] = max(peaks.get("training", 0.0), before)
+            t0 = time.perf_counter()
+            result = fn(*a, **k)
+            phase[name] += time.perf_counter() - t0
+            after = reserved_since_reset()
+            if after is not None:
+                peaks[name] = max(peaks.get(name, 0.0), after)
+            if count_tokens:  # TRL's _generate returns (prompt_ids, completion_ids, ...)
+                phase["prompt_tokens"] += sum(len(x) for x in result[0])
+                phase["completion_tokens"] += sum(len(x) for x in result[1])
+            return result
+        return wrapper
+
+    class StepLines(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw):
+            reserved_since_reset()
+            smi.take()
+            phase.update(generation=0.0, reward=0.0, prompt_tokens=0, completion_tokens=0)
+            peaks.clear()
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            total = time.perf_counter() - self.t0
+            last = reserved_since_reset()
+            if last is not None:
+                peaks["training"] = max(peaks.get("training", 0.0), last)
+            gen = phase["generation"] if has_generate else None
+            rew = phase["reward"] if has_rewards else None
+            training = total - (gen or 0.0) - (rew or 0.0)
+            toks = phase["prompt_tokens"] + phase["completion_tokens"]
+            torch_mem = {k: peaks.get(k) for k in ("generation", "reward", "training")} if cuda else None
+            smi_gib = smi.take()
+            rss = None if cuda else round(_rss_gib(), 3)
+            peak = smi_gib or (max(v for v in torch_mem.values() if v is not None) if torch_mem and any(
+                torch_mem.values()) else None) or rss
+            line = head | {
+                "step": state.global_step, "steps": spec.steps,
+                "seconds": {"generation": _r(gen), "reward": _r(rew), "training": _r(training), "total": _r(total)},
+                "tokens": {"prompt": phase["prompt_tokens"], "completion": phase["completion_tokens"]},
+                "tokens_per_s": {"generated": _r(phase["completion_tokens"] / gen) if gen else None,
+                                 "trained": _r(toks / training) if training > 0 else None},
+                "completion_length": _r(phase["completion_tokens"] / max(1, plan["generation_batch_size"])),
+                "memory_gib": {"torch_reserved": torch_mem, "nvidia_smi": smi_gib, "rss": rss, "peak": peak},
+            }
+            with open(out, "a") as f:  # one write per line: a kill leaves whole lines behind
+                f.write(json.dumps(line) + "\n")
+                f.flush()
+            lines.append(line)
+            if console is not None:
+                console.print(step_summary(line))
+
+    trainer = GRPOTrainer(model=loaded.model, reward_funcs=list(_Rewards.funcs), args=grpo_config(run, _Rewards),
+                          train_dataset=prepared.train, processing_class=loaded.tokenizer,
+                          peft_config=loaded.peft_config, callbacks=[StepLines()])
+    trainer.remove_callback(PrinterCallback)
+    has_generate, has_rewards = hasattr(trainer, "_generate"), hasattr(trainer, "_calculate_rewards")
+    if has_generate:
+        trainer._generate = timed("generation", trainer._generate, count_tokens=True)
+    if has_rewards:
+        trainer._calculate_rewards = timed("reward", trainer._calculate_rewards)
+    with _SmiPeak() as smi:
+        trainer.train()
+    del trainer, loaded
+    _free_memory()
+    return lines
 
 
-def calibrate(specs: list[Spec], output: str | Path = "calibration.json", console=None, timeout_s: int = 1800) -> dict:
-    """Measure every spec in its own subprocess (a clean GPU each time) and write `output`."""
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
+def _free_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def step_summary(line: dict) -> str:
+    """The one line printed per step: shape, seconds by phase, tokens per second, peak memory."""
+    s, sec, mem = line["shape"], line["seconds"], line["memory_gib"]
+    where = "nvidia-smi" if mem["nvidia_smi"] else ("torch" if mem["torch_reserved"] else "rss")
+    gen = "-" if sec["generation"] is None else f"{sec['generation']:.1f}"
+    rew = "-" if sec["reward"] is None else f"{sec['reward']:.1f}"
+    tps = line["tokens_per_s"]["generated"]
+    return (f"{line['model']} r{s['rank']} k{s['k']} C{s['completion']} [{line['engine']}] step {line['step']}/"
+            f"{line['steps']}: {sec['total']:.1f} s (generation {gen}, reward {rew}, training {sec['training']:.1f}; "
+            f"predicted {line['predicted']['step_breakdown']['total_s']:.1f}), "
+            f"{'-' if tps is None else f'{tps:.0f}'} gen tok/s, peak {mem['peak'] or 0:.2f} GiB ({where}; "
+            f"predicted {line['predicted']['total_gib']:.2f})")
+
+
+# ---- a calibration ----------------------------------------------------------------------------------
+def _isolate(spec: Spec) -> bool:
+    """Configurations that start a vLLM engine run in their own process (one engine per process)."""
+    import torch
+
+    from budgetreason.backends import choose_engine
+    from budgetreason.hardware import resolve_gpu
+
+    if not torch.cuda.is_available():
+        return False
+    return choose_engine(spec.backend, spec.generation, resolve_gpu(spec.gpu))[1] == "vllm"
+
+
+def calibrate(specs: list[Spec], output: str | Path = "calibration.jsonl", console=None, cache: str | Path | None = None,
+              timeout_s: int = 1800) -> dict:
+    """Measure every spec, appending step lines to `output` as they come; return a per-configuration summary.
+
+    The random model of each architecture is built once into `cache` and reused. A configuration
+    that fails is recorded (a ``kind: "failure"`` line) and the next one runs.
+    """
+    import torch
+
     from budgetreason import versions
 
-    records, failures = [], []
-    for spec in specs:
-        with tempfile.TemporaryDirectory() as tmp:
-            spec_file, out_file = Path(tmp) / "spec.json", Path(tmp) / "result.json"
-            spec_file.write_text(json.dumps(spec.__dict__))
-            proc = subprocess.run([sys.executable, "-m", "budgetreason.calibrate", str(spec_file), str(out_file), tmp],
-                                  capture_output=True, text=True, timeout=timeout_s)
-            if proc.returncode == 0 and out_file.is_file():
-                rec = json.loads(out_file.read_text())
-                records.append(rec)
+    out = Path(output)
+    if out.suffix != ".jsonl":
+        raise BudgetError(f"--output {output}: calibrate writes JSON lines; give a .jsonl file.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cache = Path(cache) if cache else default_cache()
+    dtype = "bfloat16" if torch.cuda.is_available() else "float32"
+    session = {"kind": "session", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "versions": {n: versions.installed(n) for n in
+                            ("torch", "transformers", "trl", "peft", "unsloth", "vllm", "bitsandbytes")},
+               "cuda": torch.version.cuda, "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
+    _append(out, session)
+    built: list[str] = []
+    failures: list[dict] = []
+    t_start = time.strftime("%Y%m%d-%H%M%S")
+    for i, spec in enumerate(specs):
+        run_id = f"{t_start}-{i}"
+        try:
+            model_dir, was_built = cached_random_model(spec.model, cache, dtype)
+            if was_built:
+                built.append(spec.model)
                 if console is not None:
-                    console.print(f"{spec.model} r{spec.rank} k{spec.k} C{spec.completion}: predicted "
-                                  f"{rec['predicted']['total_gib']:.2f} GiB, measured {rec['measured']['peak_gib']:.2f} GiB "
-                                  f"({rec['memory_error_pct']:+.1f}%); {rec['measured']['step_seconds']:.1f} s/step "
-                                  f"(predicted {rec['predicted']['step_seconds']:.1f})")
-            else:
-                tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-                failures.append({"spec": spec.__dict__, "error": tail[0][:300]})
-                if console is not None:
-                    console.print(f"[red]{spec.model} r{spec.rank} k{spec.k} C{spec.completion}: failed: {tail[0][:200]}[/]")
-    data = {"date": time.strftime("%Y-%m-%d"), "versions": {n: versions.installed(n) for n in
-            ("torch", "transformers", "trl", "peft", "unsloth", "vllm")}, "records": records, "failures": failures}
-    Path(output).write_text(json.dumps(data, indent=2))
-    return data
+                    console.print(f"built the random {spec.model} once into {model_dir}")
+            with tempfile.TemporaryDirectory() as tmp:
+                if _isolate(spec):
+                    _measure_in_subprocess(spec, model_dir, Path(tmp), out, run_id, console, timeout_s)
+                else:
+                    measure(spec, model_dir, Path(tmp), out, run_id, console)
+        except (Exception, subprocess.TimeoutExpired) as e:  # one failed configuration must not lose the others
+            error = str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
+            failures.append({"spec": asdict(spec), "error": error})
+            _append(out, {"kind": "failure", "run_id": run_id, "spec": asdict(spec), "error": error})
+            if console is not None:
+                console.print(f"[red]{spec.label}: failed: {error[:200]}[/]")
+            _free_memory()
+    return {"date": session["date"], "versions": session["versions"], "output": str(out),
+            "records": summarize(out), "failures": failures, "models_built": built}
 
 
-@dataclass
-class Correction:
-    """The planner's correction for one GPU, fitted from calibration records."""
-
-    gpu: str
-    a: float = 1.0
-    b_gib: float = 0.0
-    time_ratio: float = 1.0
-    points: int = 0
-
-    def memory(self, predicted_bytes: int) -> int:
-        return int(self.a * predicted_bytes + self.b_gib * GIB)
+def _append(out: Path, row: dict) -> None:
+    with open(out, "a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
-def load_correction(path: str | Path, gpu_key: str) -> Correction:
-    """Fit measured ≈ a·predicted + b (memory) and the median time ratio from `path`'s records for this GPU."""
-    p = Path(path)
-    if not p.is_file():
-        raise BudgetError(f"--calibration {path}: no such file; create one with `budgetreason calibrate`.")
-    try:
-        records = [r for r in json.loads(p.read_text())["records"] if r["gpu"] == gpu_key and r["measured"]["peak_gib"]]
-    except (KeyError, json.JSONDecodeError, TypeError):
-        raise BudgetError(f"--calibration {path}: not a calibration file written by `budgetreason calibrate`.") from None
-    if not records:
-        raise BudgetError(f"--calibration {path} has no measurements for {gpu_key}; calibrate on this GPU first.")
-    xs = [r["predicted"]["total_gib"] for r in records]
-    ys = [r["measured"]["peak_gib"] for r in records]
-    if len(set(xs)) >= 2:
-        mx, my = statistics.mean(xs), statistics.mean(ys)
-        a = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-        b = my - a * mx
-    else:
-        a, b = ys[0] / xs[0], 0.0
-    ratio = statistics.median(r["measured"]["step_seconds"] / r["predicted"]["step_seconds"] for r in records)
-    return Correction(gpu=gpu_key, a=a, b_gib=b, time_ratio=ratio, points=len(records))
+def _measure_in_subprocess(spec: Spec, model_dir: Path, tmp: Path, out: Path, run_id: str, console,
+                           timeout_s: int) -> None:
+    """`measure` in a fresh process; its lines are printed here as the child appends them."""
+    spec_file = tmp / "spec.json"
+    spec_file.write_text(json.dumps(asdict(spec)))
+    seen = out.stat().st_size if out.exists() else 0
+    proc = subprocess.Popen([sys.executable, "-m", "budgetreason.calibrate", str(spec_file), str(model_dir), str(tmp),
+                             str(out), run_id], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        done = proc.poll() is not None
+        seen = _echo_new_lines(out, seen, console)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise subprocess.TimeoutExpired(proc.args, timeout_s)
+        time.sleep(0.5)
+    err = proc.stderr.read() if proc.stderr else ""
+    if proc.returncode != 0:
+        raise RuntimeError((err.strip().splitlines() or [f"exit code {proc.returncode}"])[-1])
+
+
+def _echo_new_lines(out: Path, seen: int, console) -> int:
+    if not out.exists():
+        return seen
+    with open(out) as f:
+        f.seek(seen)
+        chunk = f.read()
+    complete = chunk[: chunk.rfind("\n") + 1]
+    for line in complete.splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("kind") == "step" and console is not None:
+            console.print(step_summary(row))
+    return seen + len(complete.encode())
+
+
+def summarize(path: str | Path) -> list[dict]:
+    """One record per measured configuration of a calibration.jsonl: predicted vs measured, with errors."""
+    groups: dict[str, list[dict]] = {}
+    for line in Path(path).read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("kind") == "step":
+            groups.setdefault(row["run_id"], []).append(row)
+    records = []
+    for rows in groups.values():
+        rows.sort(key=lambda r: r["step"])
+        timed = rows[1:] or rows
+        first = rows[0]
+        peaks = [r["memory_gib"]["peak"] for r in rows if r["memory_gib"]["peak"]]
+        step_s = sorted(r["seconds"]["total"] for r in timed)[len(timed) // 2]
+        peak = max(peaks) if peaks else None
+        pred_total, pred_s = first["predicted"]["total_gib"], first["predicted"]["step_breakdown"]["total_s"]
+        records.append({
+            "spec": {"model": first["model"], **first["shape"]}, "gpu": first["gpu"], "backend": first["backend"],
+            "engine": first["engine"], "steps": len(rows),
+            "predicted": {"total_gib": pred_total, "step_seconds": pred_s},
+            "measured": {"peak_gib": peak, "step_seconds": step_s},
+            "memory_error_pct": round(100 * (pred_total - peak) / peak, 1) if peak else None,
+            "time_error_pct": round(100 * (pred_s - step_s) / step_s, 1) if step_s else None})
+    return records
 
 
 def _main() -> None:
-    spec_file, out_file, workdir = sys.argv[1:4]
+    spec_file, model_dir, workdir, out, run_id = sys.argv[1:6]
     spec = Spec(**json.loads(Path(spec_file).read_text()))
-    Path(out_file).write_text(json.dumps(measure(spec, Path(workdir))))
+    measure(spec, Path(model_dir), Path(workdir), Path(out), run_id)
 
 
 if __name__ == "__main__":

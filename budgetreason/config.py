@@ -72,6 +72,9 @@ class RunConfig:
     vram_gb: float | None = None
     backend: str = "auto"
     """auto (unsloth on a CUDA GPU when installed, else hf), unsloth, trl, hf."""
+    generation: str = "auto"
+    """How completions are generated: auto, vllm or hf (transformers' generate; on the unsloth back-end
+    under Unsloth's patches, fast_inference=False). auto: vLLM where installed."""
     budget_hours: float | None = None
     """Wall-clock budget in hours; training stops before it with time left to save."""
     budget_usd: float | None = None
@@ -189,6 +192,8 @@ class RunConfig:
             bad(f"--loss must be one of {', '.join(LOSSES)}, got '{self.loss}'.")
         if self.backend not in ("auto", "hf", "unsloth", "trl"):
             bad(f"--backend must be auto, hf, unsloth or trl, got '{self.backend}'.")
+        if self.generation not in ("auto", "vllm", "hf"):
+            bad(f"--generation must be auto, vllm or hf, got '{self.generation}'.")
         if self.report_to not in REPORT_TO:
             bad(f"--report-to must be one of {', '.join(REPORT_TO)}, got '{self.report_to}'.")
         if self.learning_rate is not None and not 0 < self.learning_rate < 1:

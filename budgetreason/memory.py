@@ -171,7 +171,8 @@ def estimate(arch: ModelArch, gpu: GPU, shape: Shape) -> MemoryEstimate:
 
     unsloth: one weight copy lives in vLLM's pool and training reads it.
     trl:     training weights plus vLLM's own copy.
-    hf:      no vLLM; generation and training alternate, the peak is the larger phase.
+    hf, and unsloth with ``generation="hf"``: no vLLM (no KV pool, graphs or second share);
+             generation and training alternate, the peak is the larger phase.
     With standby/sleep, the KV cache (and vLLM's activations and graphs) are released while
     training, so the peak is the larger of the generation phase and the training phase.
     """
@@ -199,7 +200,7 @@ def estimate(arch: ModelArch, gpu: GPU, shape: Shape) -> MemoryEstimate:
     train_phase = static + dynamic + t["fragmentation"]
     gen_phase = static + t["kv_cache"] + t["vllm_activations"] + t["cuda_graphs"]
     phase = "train"
-    if shape.backend == "hf":
+    if not shape.uses_vllm:
         t["kv_cache"] = hf_generation_bytes(arch, shape)
         gen_phase = static + t["kv_cache"]
         total = max(train_phase, gen_phase)

@@ -97,6 +97,7 @@ class Plan:
             "vllm_gpu_memory_utilization": self.memory.vllm_gpu_memory_utilization,
             "vllm_standby": s.vllm_standby,
             "backend": s.backend,
+            "generation": "vllm" if s.uses_vllm else "hf",
             "optim": s.optim,
             "dtype": self.gpu.dtype if self.gpu.is_cuda else "float32",
         }
@@ -121,6 +122,7 @@ class Plan:
             "lora_scale": round(self.shape.lora_alpha / self.shape.lora_rank, 4),
             "generation_batch_size": self.shape.generation_batch_size,
             "generation_concurrency": self.shape.concurrency,
+            "generation_engine": self.shape.engine,
             "est_step_seconds": round(self.step.total_s, 1),
             "est_step_breakdown": self.step.to_dict(),
             "est_steps": self.est_steps,
@@ -142,7 +144,7 @@ class _Search:
         self.usable = gpu.vram_mib * 1024**2 * (1 - headroom)
         self.share = fixed.get("vllm_gpu_memory_utilization")
         self.correction = correction
-        """A calibrate.Correction fitted on this GPU, or None for the model's own numbers."""
+        """A correction.Correction fitted on this GPU, or None for the model's own numbers."""
 
     def is_fixed(self, name: str) -> bool:
         return name in self.fixed
@@ -159,8 +161,7 @@ class _Search:
     def step_time(self, s: Shape) -> timing.StepTime:
         t = timing.step_time(self.arch, self.gpu, s)
         if self.correction is not None:
-            r = self.correction.time_ratio
-            t = timing.StepTime(t.generate_s * r, t.train_s * r, t.overhead_s * r)
+            t = timing.StepTime(*self.correction.times(t.generate_s, t.train_s, t.overhead_s))
         return t
 
     def fits(self, s: Shape) -> bool:
@@ -229,7 +230,7 @@ class _Search:
 
     def _enough_steps(self, s: Shape) -> bool:
         step = self.step_time(s).total_s
-        return timing.steps_in_budget(step, self.hours, s.backend) >= MIN_STEPS
+        return timing.steps_in_budget(step, self.hours, s.engine) >= MIN_STEPS
 
 
 def _ladder(search: _Search, start: Shape, ctx_limit: int) -> list[tuple[str, Shape]]:
@@ -302,12 +303,15 @@ def _feasible(search: _Search, s: Shape) -> bool:
 
 def plan(gpu: GPU | str = "auto", model: ModelArch | str = "Qwen/Qwen2.5-1.5B-Instruct", hours: float = 24.0, *,
          vram_gb: float | None = None, headroom: float = DEFAULT_HEADROOM, backend: str | None = None,
-         calibration: str | None = None, val_problems: int | None = None, val_samples: int = 1, **fixed) -> Plan:
+         generation: str | None = None, calibration: str | None = None, val_problems: int | None = None,
+         val_samples: int = 1, **fixed) -> Plan:
     """Plan a GRPO run: what fits `gpu` for `model` in `hours`, and why.
 
     `gpu` and `model` take catalog names (or objects); `fixed` takes the settings the user
     pins, by Shape field name (``lora_rank=64``, ``num_generations=4``, ...), plus
     ``vllm_gpu_memory_utilization``. ``lora_target_modules`` also takes "all", "attn", "q_proj,v_proj".
+    `generation` is vllm or hf (the unsloth back-end only: Unsloth's kernels without vLLM); None takes
+    the back-end's own engine (vLLM for unsloth and trl, transformers' generate for hf).
     With `val_problems`, the plan also prices validation during training (``Plan.validation``).
 
     >>> p = plan("a40", "Qwen/Qwen2.5-1.5B-Instruct", hours=24)
@@ -333,18 +337,19 @@ def plan(gpu: GPU | str = "auto", model: ModelArch | str = "Qwen/Qwen2.5-1.5B-In
         raise BudgetError(f"Unknown backend '{backend}'; use one of {', '.join(BACKENDS)}.")
     if not gpu.is_cuda and backend != "hf":
         raise BudgetError(f"Backend '{backend}' needs a CUDA GPU; on the CPU use --backend hf.")
-    if not (gpu.is_cuda and backend in ("unsloth", "trl")) and "vllm_gpu_memory_utilization" in fixed:
-        raise BudgetError("--vllm-share applies only to the unsloth and trl backends (vLLM generation).")
+    generation = _generation(backend, generation)
+    if not (gpu.is_cuda and backend in ("unsloth", "trl") and generation == "vllm") and "vllm_gpu_memory_utilization" in fixed:
+        raise BudgetError("--vllm-share applies only to vLLM generation (the unsloth and trl backends).")
     correction = None
     if calibration:
-        from budgetreason.calibrate import load_correction
+        from budgetreason.correction import load_correction
 
-        correction = load_correction(calibration, gpu.key)
+        correction = load_correction(calibration, gpu.key, Shape(backend=backend, generation=generation).engine)
     search = _Search(model, gpu, hours, fixed, headroom, correction)
     warnings: list[str] = []
     reductions: list[str] = []
 
-    target = TARGET.replace(backend=backend, **{k: v for k, v in fixed.items() if k in Shape.__dataclass_fields__})
+    target = TARGET.replace(backend=backend, generation=generation, **{k: v for k, v in fixed.items() if k in Shape.__dataclass_fields__})
     if "lora_rank" in fixed and "lora_alpha" not in fixed:
         target = target.replace(lora_alpha=ALPHA_PER_RANK * fixed["lora_rank"])
     if not gpu.is_cuda:
@@ -368,7 +373,9 @@ def plan(gpu: GPU | str = "auto", model: ModelArch | str = "Qwen/Qwen2.5-1.5B-In
     warnings += _warnings(search, shape)
     if correction is not None:
         warnings.append(f"memory and time corrected from {correction.points} measurement(s) on this GPU: "
-                        f"total × {correction.a:.3f} {correction.b_gib:+.2f} GiB, time × {correction.time_ratio:.2f}")
+                        f"total × {correction.a:.3f} {correction.b_gib:+.2f} GiB, time × {correction.time_ratio:.2f}"
+                        + (f" (generation × {correction.generate_ratio:.2f}, training × {correction.train_ratio:.2f}, "
+                           f"measured with {correction.engine})" if correction.generate_ratio is not None else ""))
     result = _finish(search, shape, True, reductions, warnings, [], hours)
     if val_problems:
         result.validation = validation_cost(search, result, val_problems, val_samples)
@@ -387,17 +394,32 @@ def validation_cost(search: _Search, p: Plan, problems: int, samples: int) -> di
     vshape = s.replace(per_device_train_batch_size=n, gradient_accumulation_steps=1, generation_concurrency=concurrency)
     seconds = timing.generate_seconds(search.arch, search.gpu, vshape)
     if search.correction is not None:
-        seconds *= search.correction.time_ratio
+        seconds = search.correction.times(seconds, 0.0, 0.0)[0]
     every = max(1, math.ceil(seconds / (VAL_SHARE * max(p.step.total_s, 1e-9))))
     return {"problems": problems, "samples": samples, "seconds_each": round(seconds, 1), "every": every,
             "count": p.est_steps // every, "share": VAL_SHARE,
             "stderr_max": round(0.5 / math.sqrt(problems), 4)}
 
 
+def _generation(backend: str, generation: str | None) -> str:
+    """The generation engine's switch for this back-end: trl always generates with vLLM, hf never."""
+    from budgetreason.shape import GENERATIONS
+
+    if generation is None:
+        return "hf" if backend == "hf" else "vllm"
+    if generation not in GENERATIONS:
+        raise BudgetError(f"--generation must be one of {', '.join(GENERATIONS)}, got '{generation}'.")
+    if backend == "trl" and generation == "hf":
+        raise BudgetError("--backend trl always generates with vLLM; for transformers' generate use --backend hf.")
+    if backend == "hf" and generation == "vllm":
+        raise BudgetError("--backend hf generates with transformers; for vLLM use --backend trl or unsloth.")
+    return generation
+
+
 def _finish(search: _Search, shape: Shape, fits: bool, reductions, warnings, suggestions, hours) -> Plan:
     est = search.estimate(shape)
     step = search.step_time(shape)
-    steps = timing.steps_in_budget(step.total_s, hours, shape.backend)
+    steps = timing.steps_in_budget(step.total_s, hours, shape.engine)
     if fits and steps < MIN_STEPS:
         warnings.append(f"the budget holds only about {steps} optimizer steps (at {step.total_s:.0f} s each); "
                         "consider more hours or a shorter --max-completion")
@@ -493,7 +515,7 @@ def _no_fit(search: _Search, target: Shape, fixed: dict, warnings, reductions, h
     for g in sorted(bigger, key=lambda g: g.vram_mib):
         try:
             if plan(g, search.arch, hours, headroom=1 - search.usable / (search.gpu.vram_mib * 1024**2),
-                    backend=target.backend).fits:
+                    backend=target.backend, generation=target.generation).fits:
                 suggestions.append(f"a bigger GPU: {g.name} ({g.vram_gib:.0f} GiB)")
                 break
         except BudgetError:

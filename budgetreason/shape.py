@@ -15,6 +15,11 @@ from budgetreason.models import ALL_LINEAR
 #: copy of the weights. ``trl``: transformers + PEFT with TRL's colocated vLLM (a second copy).
 #: ``hf``: transformers + PEFT generating with ``model.generate`` (CPU, or a GPU without vLLM).
 BACKENDS = ("unsloth", "trl", "hf")
+#: How completions are generated: ``vllm`` (colocated engine) or ``hf`` (transformers' generate, under
+#: Unsloth's inference patches on the unsloth back-end: what a user gets where vLLM does not install).
+GENERATIONS = ("vllm", "hf")
+#: The three generation engines the time model tells apart (see ``Shape.engine``).
+ENGINES = ("vllm", "unsloth", "transformers")
 OPTIMIZERS = ("adamw_torch", "adamw_8bit")
 
 
@@ -45,6 +50,8 @@ class Shape:
     generation_concurrency: int | None = None
     """Sequences decoded at once; None means the whole generation batch in one wave."""
     backend: str = "unsloth"
+    generation: str = "vllm"
+    """vllm or hf; only the unsloth back-end has the choice (trl always uses vLLM, hf never)."""
     optim: str = "adamw_torch"
     lora_dropout: float = 0.0
     """LoRA dropout (Tina: 0.05); a dropout keeps one more copy of each adapter input."""
@@ -70,8 +77,15 @@ class Shape:
         return self.max_prompt_length + self.max_completion_length
 
     @property
+    def engine(self) -> str:
+        """The generation engine: vllm, unsloth (Unsloth's patched generate) or transformers."""
+        if self.backend == "trl" or (self.backend == "unsloth" and self.generation == "vllm"):
+            return "vllm"
+        return "unsloth" if self.backend == "unsloth" else "transformers"
+
+    @property
     def uses_vllm(self) -> bool:
-        return self.backend in ("unsloth", "trl")
+        return self.engine == "vllm"
 
     def replace(self, **kw) -> Shape:
         return replace(self, **kw)

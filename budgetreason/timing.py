@@ -16,8 +16,9 @@ from budgetreason.hardware import GPU
 from budgetreason.models import ModelArch
 from budgetreason.shape import Shape
 
-#: Fraction of peak memory bandwidth a vLLM decode step reaches (CUDA graphs, paged KV).
-DECODE_BW_EFFICIENCY = 0.6
+#: Fraction of peak memory bandwidth a decode step reaches, per generation engine (``Shape.engine``):
+#: vLLM (CUDA graphs, paged KV), Unsloth's patched transformers generate, transformers' generate.
+DECODE_BW_EFFICIENCY = {"vllm": 0.6, "unsloth": 0.5, "transformers": 0.5}
 #: Fraction of peak 16-bit FLOP/s reached by decode at large batch, by prefill, and by training
 #: (LoRA + checkpointing on 1-8B models: MFU of 0.3-0.4 is typical for single-GPU fine-tuning).
 DECODE_FLOP_EFFICIENCY = 0.5
@@ -27,8 +28,13 @@ TRAIN_MFU = 0.3
 TRAIN_HALF_EFFICIENCY_TOKENS = 512
 #: Fixed cost of one micro-batch (kernel launches through every layer three times, Python).
 MICRO_STEP_OVERHEAD_S = {"unsloth": 0.05, "trl": 0.05, "hf": 0.01}
-#: Per decode step: scheduling, sampling and detokenisation (vLLM) or Python overhead (HF generate).
-DECODE_STEP_OVERHEAD_S = {"unsloth": 0.004, "trl": 0.004, "hf": 0.015}
+#: Per decode step: scheduling, sampling and detokenisation (vLLM) or Python and sampling overhead.
+DECODE_STEP_OVERHEAD_S = {"vllm": 0.004, "unsloth": 0.01, "transformers": 0.015}
+#: Per decode step and decoder layer: eager kernel launches and Python, which CUDA graphs remove.
+#: transformers: fitted to the one measured point (H100, Qwen2.5-1.5B, 128 × 256 tokens: 17 s/step, see
+#: docs/planner.md); Unsloth's inference mode: half of it (its "2x faster inference"), not yet measured.
+#: On the CPU the GPU-launch part does not exist; the term applies to CUDA GPUs only.
+DECODE_LAYER_OVERHEAD_S = {"vllm": 0.0, "unsloth": 0.0009, "transformers": 0.0018}
 #: Completion lengths as fractions of the maximum: the mean, and the longest in a generation
 #: batch (which sets the wave's duration and TRL's padding). Reasoning models at 3584 tokens
 #: run at least one sample to the limit in most batches.
@@ -36,12 +42,15 @@ MEAN_COMPLETION_FRACTION = 0.55
 LONGEST_COMPLETION_FRACTION = 1.0
 #: Longest prompt in a batch as a fraction of max_prompt_length (prompts are padded to it).
 LONGEST_PROMPT_FRACTION = 0.6
-#: Fixed per-step work: reward scoring, logging, tokenisation (seconds).
+#: Fixed per-step work: reward scoring, logging, tokenisation (seconds), by back-end.
 STEP_FIXED_S = {"unsloth": 2.0, "trl": 3.0, "hf": 0.2}
+#: Of it, what only the vLLM path pays (switching the engine between generation and training).
+VLLM_STEP_FIXED_S = {"unsloth": 1.5, "trl": 2.5}
 #: Host-device copies when syncing weights into vLLM (bytes/s).
 SYNC_BYTES_PER_S = 5e9
-#: Start-up (model load, vLLM profile, CUDA graph capture) and the final save, in seconds.
-STARTUP_S = {"unsloth": 240.0, "trl": 240.0, "hf": 20.0}
+#: Start-up (model load, vLLM profile, CUDA graph capture; Unsloth's patching) and the final save, in
+#: seconds, by generation engine.
+STARTUP_S = {"vllm": 240.0, "unsloth": 60.0, "transformers": 20.0}
 FINAL_SAVE_S = 60.0
 
 
@@ -81,9 +90,11 @@ def generate_seconds(arch: ModelArch, gpu: GPU, shape: Shape) -> float:
     n_params = arch.param_count()
     n_lora = arch.lora_params(shape.lora_rank, shape.lora_target_modules)
     bytes_per_step = (n_params + n_lora) * 2 + active * arch.kv_bytes(int(avg_ctx))
-    bw = gpu.mem_bw_gbs * 1e9 * DECODE_BW_EFFICIENCY
     flops = 2 * (n_params + n_lora) * active / (_peak_flops(gpu) * DECODE_FLOP_EFFICIENCY)
-    step_s = max(bytes_per_step / bw, flops) + DECODE_STEP_OVERHEAD_S[shape.backend]
+    engine = shape.engine
+    bw = gpu.mem_bw_gbs * 1e9 * DECODE_BW_EFFICIENCY[engine]
+    launches = arch.num_layers * DECODE_LAYER_OVERHEAD_S[engine] if gpu.is_cuda else 0.0
+    step_s = max(bytes_per_step / bw, flops) + DECODE_STEP_OVERHEAD_S[engine] + launches
     prefill = g * p * 2 * n_params / (_peak_flops(gpu) * PREFILL_FLOP_EFFICIENCY)
     return waves * steps * step_s + prefill
 
@@ -125,7 +136,9 @@ def train_seconds(arch: ModelArch, gpu: GPU, shape: Shape) -> float:
 def overhead_seconds(arch: ModelArch, gpu: GPU, shape: Shape) -> float:
     """Fixed work plus moving weights into vLLM: Unsloth loads the fp32 adapter, TRL the merged model."""
     fixed = STEP_FIXED_S[shape.backend]
-    if shape.backend == "unsloth":
+    if shape.backend == "unsloth" and not shape.uses_vllm:
+        fixed -= VLLM_STEP_FIXED_S["unsloth"]  # no engine to switch, no adapter to sync
+    elif shape.backend == "unsloth":
         fixed += arch.lora_params(shape.lora_rank, shape.lora_target_modules) * 4 / SYNC_BYTES_PER_S
     elif shape.backend == "trl":
         fixed += arch.param_count() * 2 / SYNC_BYTES_PER_S
@@ -139,7 +152,7 @@ def step_time(arch: ModelArch, gpu: GPU, shape: Shape) -> StepTime:
                     overhead_seconds(arch, gpu, shape))
 
 
-def steps_in_budget(step_s: float, hours: float, backend: str) -> int:
-    """Optimizer steps that fit in `hours`, after start-up and the final save."""
-    usable = hours * 3600 - STARTUP_S[backend] - FINAL_SAVE_S
+def steps_in_budget(step_s: float, hours: float, engine: str) -> int:
+    """Optimizer steps that fit in `hours`, after start-up (by generation engine) and the final save."""
+    usable = hours * 3600 - STARTUP_S[engine] - FINAL_SAVE_S
     return max(0, int(usable // step_s)) if step_s > 0 else 0

@@ -57,12 +57,14 @@ def grpo_config(run, rewards):
         vllm_importance_sampling_mode=cfg.vllm_importance_sampling_mode,
         vllm_importance_sampling_clip_max=cfg.vllm_importance_sampling_clip_max,
     )
-    if run.backend in ("unsloth", "trl"):
+    if run.backend in ("unsloth", "trl") and getattr(run, "generation", "vllm") == "vllm":
         kwargs.update(use_vllm=True, vllm_mode="colocate",
                       vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
                       vllm_max_model_length=cfg.max_prompt_length + cfg.max_completion_length)
         if run.backend == "trl":
             kwargs["vllm_enable_sleep_mode"] = bool(cfg.vllm_standby)
+    else:  # transformers' generate (under Unsloth's inference patches on the unsloth back-end)
+        kwargs["use_vllm"] = False
     if cuda:
         kwargs["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
     kwargs.update(cfg.extra)

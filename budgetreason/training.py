@@ -35,6 +35,8 @@ class ResolvedRun:
     folder: RunFolder
     backend: str
     gpu: object
+    generation: str = "hf"
+    """vllm or hf: how completions are generated (backends.choose_engine)."""
     resume_from: Path | None = None
     notes: list[str] = field(default_factory=list)
     rewards: object | None = None
@@ -84,13 +86,13 @@ def resolve(config: RunConfig, reward_objects: dict | None = None) -> ResolvedRu
 
     `reward_objects` maps reward specs to the callables a Python caller passed (train(rewards=[fn])).
     """
-    from budgetreason.backends import choose_backend
+    from budgetreason.backends import choose_engine
     from budgetreason.hardware import resolve_gpu
     from budgetreason.models import TINY_MODEL_ID, canonical_model_id, resolve_model
     from budgetreason.planner import plan
 
     gpu = resolve_gpu(config.gpu, config.vram_gb)
-    backend = choose_backend(config.backend, gpu)
+    backend, generation = choose_engine(config.backend, config.generation, gpu)
     model = canonical_model_id(config.model or (TINY_MODEL_ID if not gpu.is_cuda else "Qwen/Qwen2.5-1.5B-Instruct"))
     if model == TINY_MODEL_ID and config.model is None:
         config = _user_config(config, {"model": model})
@@ -124,30 +126,30 @@ def resolve(config: RunConfig, reward_objects: dict | None = None) -> ResolvedRu
         vllm_standby=config.vllm_standby, lora_target_modules=config.lora_target_modules, optim=config.optim,
         lora_dropout=config.lora_dropout, beta=config.beta, prompts_per_step=config.prompts_per_step,
     )
-    if not gpu.is_cuda:
+    if not gpu.is_cuda or generation != "vllm":
         fixed.pop("vllm_gpu_memory_utilization")
-    p = plan(gpu, arch, hours or 1.0, headroom=config.headroom, backend=backend, val_problems=_val_problems(config),
-             val_samples=config.val_samples, **fixed)
+    p = plan(gpu, arch, hours or 1.0, headroom=config.headroom, backend=backend, generation=generation,
+             val_problems=_val_problems(config), val_samples=config.val_samples, **fixed)
     if not p.fits:
         raise BudgetError(f"{model} does not fit {gpu.name}: {p.warnings[-1]}. Would fit: "
                           f"{'; '.join(p.suggestions) or 'nothing in the catalogs'}.")
     c = p.config
     resolved = dataclasses.replace(
-        config, model=model, dataset=dataset, gpu=gpu.key, backend=backend, budget_hours=hours, budget_usd=None,
+        config, model=model, dataset=dataset, gpu=gpu.key, backend=backend, generation=generation, budget_hours=hours, budget_usd=None,
         lora_rank=c["lora_rank"], lora_alpha=c["lora_alpha"], lora_target_modules=list(c["lora_target_modules"]),
         num_generations=c["num_generations"], prompts_per_step=p.shape.prompts_per_step,
         per_device_train_batch_size=c["per_device_train_batch_size"],
         gradient_accumulation_steps=c["gradient_accumulation_steps"], max_prompt_length=c["max_prompt_length"],
         max_completion_length=c["max_completion_length"], load_in_4bit=c["load_in_4bit"],
-        vllm_gpu_memory_utilization=c["vllm_gpu_memory_utilization"] if backend != "hf" else None,
-        vllm_standby=c["vllm_standby"] if backend != "hf" else False, optim=c["optim"],
+        vllm_gpu_memory_utilization=c["vllm_gpu_memory_utilization"] if generation == "vllm" else None,
+        vllm_standby=c["vllm_standby"] if generation == "vllm" else False, optim=c["optim"],
         learning_rate=config.learning_rate or DEFAULT_LR,
         epsilon_high=config.epsilon_high if config.epsilon_high is not None else (0.28 if config.loss == "dapo" else None),
     )
     if resolved.output is None:
         resolved.output = str(Path("runs") / f"{slug(model)}-{slug(dataset)}-r{resolved.lora_rank}-s{resolved.seed}")
     return ResolvedRun(config=resolved, plan=p, folder=RunFolder(resolved.output), backend=backend, gpu=gpu,
-                       rewards=custom)
+                       rewards=custom, generation=generation)
 
 
 def _val_problems(cfg: RunConfig) -> int | None:
@@ -276,7 +278,7 @@ def _after_oom(run: ResolvedRun, error: BaseException, attempt: int, console) ->
                   "gradient_accumulation_steps": cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps // b}
     elif cfg.vllm_gpu_memory_utilization and cfg.vllm_gpu_memory_utilization > 0.15:
         change = {"vllm_gpu_memory_utilization": round(cfg.vllm_gpu_memory_utilization * 0.8, 2)}
-    elif run.backend != "hf" and not cfg.vllm_standby:
+    elif run.generation == "vllm" and not cfg.vllm_standby:
         change = {"vllm_standby": True}
     elif cfg.max_completion_length > 1024:
         change = {"max_completion_length": cfg.max_completion_length - 512}
@@ -351,7 +353,9 @@ def _train_once(run: ResolvedRun, extra_callbacks: list, console) -> RunResult:
     if cfg.val_every:
         from budgetreason.validation import ValidationCallback
 
-        validation = ValidationCallback(state, cfg, loaded.tokenizer, run.backend, every=val_every(run))
+        # Validation generates with the training run's engine: vLLM's, or transformers' generate.
+        validation = ValidationCallback(state, cfg, loaded.tokenizer, run.backend if run.generation == "vllm" else "hf",
+                                        every=val_every(run))
         cbs.append(validation)
     trainer = GRPOTrainer(model=loaded.model, reward_funcs=list(rewards.funcs), args=grpo_config(run, rewards),
                           train_dataset=prepared.train, processing_class=loaded.tokenizer,
@@ -434,7 +438,8 @@ def _load_model(run: ResolvedRun):
 
         return unsloth_backend.load(cfg.model, dtype=dtype, load_in_4bit=cfg.load_in_4bit, lora=lora, seed=cfg.seed,
                                     max_seq_length=cfg.max_prompt_length + cfg.max_completion_length,
-                                    gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, standby=cfg.vllm_standby)
+                                    gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, standby=cfg.vllm_standby,
+                                    fast_inference=run.generation == "vllm")
     from budgetreason.backends import hf
 
     return hf.load(cfg.model, dtype=dtype, load_in_4bit=cfg.load_in_4bit, lora=lora, seed=cfg.seed)

@@ -18,6 +18,10 @@ TERM_LABELS = {
     "calibration": "calibration correction",
 }
 
+#: How the plan view names the generation engine it assumed (the time model differs per engine).
+ENGINE_LABELS = {"vllm": "vLLM (colocated)", "unsloth": "transformers' generate under Unsloth's patches (no vLLM)",
+                 "transformers": "transformers' generate"}
+
 
 def plan_view(plan) -> Group:
     """The plan as a person reads it: configuration, memory terms with bars, time and cost, why."""
@@ -29,7 +33,8 @@ def plan_view(plan) -> Group:
     cfg.add_column()
     c = d["config"]
     rows = [
-        ("backend", c["backend"]), ("LoRA", f"rank {c['lora_rank']}, alpha {c['lora_alpha']} (α/r {d['lora_scale']:g}), "
+        ("backend", c["backend"]), ("generation", ENGINE_LABELS[d["generation_engine"]]),
+        ("LoRA", f"rank {c['lora_rank']}, alpha {c['lora_alpha']} (α/r {d['lora_scale']:g}), "
                                           f"{len(c['lora_target_modules'])} projections"),
         ("group size k", str(c["num_generations"])),
         ("prompts / step", f"{d['prompts_per_step']} ({d['generation_batch_size']} completions)"),
@@ -37,7 +42,7 @@ def plan_view(plan) -> Group:
         ("prompt / completion", f"{c['max_prompt_length']} / {c['max_completion_length']} tokens"),
         ("weights", "4-bit NF4" if c["load_in_4bit"] else c["dtype"]),
     ]
-    if c["backend"] != "hf":
+    if c["generation"] == "vllm":
         rows.append(("vLLM share", f"{c['vllm_gpu_memory_utilization']:.2f}"
                      + (" + standby" if c["vllm_standby"] else "")
                      + (f", waves of {d['generation_concurrency']}" if d["generation_concurrency"] < d["generation_batch_size"] else "")))
@@ -123,11 +128,16 @@ def calibration_table(data: dict) -> Table:
     for col in ("model", "rank", "k", "completion", "backend", "pred. GiB", "meas. GiB", "error", "pred. s/step",
                 "meas. s/step", "error"):
         t.add_column(col, justify="left" if col in ("model", "backend") else "right")
+    def num(v, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
     for r in data["records"]:
         s = r["spec"]
-        t.add_row(s["model"], str(s["rank"]), str(s["k"]), str(s["completion"]), r["backend"],
-                  f"{r['predicted']['total_gib']:.2f}", f"{r['measured']['peak_gib']:.2f}", f"{r['memory_error_pct']:+.1f}%",
-                  f"{r['predicted']['step_seconds']:.1f}", f"{r['measured']['step_seconds']:.1f}", f"{r['time_error_pct']:+.1f}%")
+        backend = r["backend"] + (f" ({r['engine']})" if r.get("engine") else "")
+        t.add_row(s["model"], str(s["rank"]), str(s["k"]), str(s["completion"]), backend,
+                  num(r["predicted"]["total_gib"], ".2f"), num(r["measured"]["peak_gib"], ".2f"),
+                  num(r["memory_error_pct"], "+.1f") + "%", num(r["predicted"]["step_seconds"], ".1f"),
+                  num(r["measured"]["step_seconds"], ".1f"), num(r["time_error_pct"], "+.1f") + "%")
     for f in data.get("failures", []):
         s = f["spec"]
         t.add_row(s["model"], str(s["rank"]), str(s["k"]), str(s["completion"]), "failed", "", "", "", "", "", f["error"][:40])

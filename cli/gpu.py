@@ -13,23 +13,35 @@ def _ints(s: str) -> list[int]:
 
 def calibrate_cmd(
     models: Annotated[str, typer.Option("--models", help="Comma list of catalog architectures (random weights).")] = "Qwen/Qwen2.5-1.5B-Instruct",
+    quick: Annotated[bool, typer.Option("--quick", help="Three shapes of the first architecture that separate the memory "
+                                        "terms (two ranks, two lengths), 2 steps each: minutes, not hours.")] = False,
     ranks: Annotated[str, typer.Option("--ranks")] = "8,64,256",
     ks: Annotated[str, typer.Option("--ks", help="Group sizes k.")] = "8",
     completions: Annotated[str, typer.Option("--completions", help="Completion lengths in tokens.")] = "512,3584",
     steps: Annotated[int, typer.Option("--steps", help="GRPO steps per configuration.")] = 3,
     backend: Annotated[str, typer.Option("--backend")] = "auto",
+    generation: Annotated[str, typer.Option("--generation", help="auto, vllm or hf (transformers' generate).")] = "auto",
     gpu: Annotated[str, typer.Option("--gpu")] = "auto",
-    output: Annotated[str, typer.Option("--output", "-o")] = "calibration.json",
+    cache: Annotated[str | None, typer.Option("--cache", help="Folder for the random-weight models (built once).")] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="JSON lines, one per step, appended as steps end.")] = "calibration.jsonl",
 ) -> None:
-    """Measure peak memory and step time per configuration; print predicted vs measured with the error."""
+    """Measure memory and step time, one line per step as it ends; then predicted vs measured per configuration."""
     from rich.console import Console
 
     from budgetreason.calibrate import calibrate, grid
+    from budgetreason.calibrate import quick as quick_specs
     from budgetreason.views import calibration_table
 
-    specs = grid([m.strip() for m in models.split(",")], _ints(ranks), _ints(ks), _ints(completions), steps=steps,
-                 backend=backend, gpu=gpu)
-    data = calibrate(specs, output, console=Console(stderr=True))
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    if quick:
+        import torch
+
+        specs = quick_specs(names[0], cuda=torch.cuda.is_available() and gpu != "cpu", backend=backend,
+                            generation=generation, gpu=gpu)
+    else:
+        specs = grid(names, _ints(ranks), _ints(ks), _ints(completions), steps=steps, backend=backend,
+                     generation=generation, gpu=gpu)
+    data = calibrate(specs, output, console=Console(stderr=True), cache=cache)
     Console().print(calibration_table(data))
     if data["failures"]:
         raise typer.Exit(1)

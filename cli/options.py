@@ -23,5 +23,7 @@ StandbyOpt = Annotated[bool | None, typer.Option("--standby/--no-standby", help=
 TargetsOpt = Annotated[str | None, typer.Option("--targets", help="LoRA targets: all, attn, mlp, or a comma list of projections.")]
 HeadroomOpt = Annotated[float, typer.Option("--headroom", help="Fraction of GPU memory kept free.")]
 BackendOpt = Annotated[str | None, typer.Option("--backend", help="unsloth (GPU default), trl (TRL's vLLM), hf (no vLLM; CPU).")]
+GenerationOpt = Annotated[str | None, typer.Option(
+    "--generation", help="vllm or hf (transformers' generate; with --backend unsloth: Unsloth's kernels, no vLLM).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 GpusOpt = Annotated[int | None, typer.Option("--gpus", help="GPUs on this machine (2 or more): vLLM serves on some, accelerate trains on the rest.")]

@@ -12,6 +12,7 @@ from cli.options import (
     BackendOpt,
     BatchOpt,
     FourBitOpt,
+    GenerationOpt,
     GpuOpt,
     GpusOpt,
     GradAccumOpt,
@@ -37,8 +38,10 @@ def plan_cmd(
     hours: HoursOpt = None, rank: RankOpt = None, alpha: AlphaOpt = None, k: KOpt = None, batch: BatchOpt = None,
     grad_accum: GradAccumOpt = None, max_prompt: MaxPromptOpt = None, max_completion: MaxCompletionOpt = None,
     load_in_4bit: FourBitOpt = None, vllm_share: VllmShareOpt = None, standby: StandbyOpt = None,
-    targets: TargetsOpt = None, headroom: HeadroomOpt = 0.10, backend: BackendOpt = None, as_json: JsonOpt = False,
-    calibration: Annotated[str | None, typer.Option("--calibration", help="calibration.json from `budgetreason calibrate`.")] = None,
+    targets: TargetsOpt = None, headroom: HeadroomOpt = 0.10, backend: BackendOpt = None, generation: GenerationOpt = None,
+    as_json: JsonOpt = False,
+    calibration: Annotated[str | None, typer.Option(
+        "--calibration", help="calibration.jsonl (or an older calibration.json) from `budgetreason calibrate`.")] = None,
     gpus: GpusOpt = None,
     config: Annotated[str | None, typer.Option("--config", "-c", help="With --gpus: plan a recipe or YAML file's settings.")] = None,
     prompts_per_step: Annotated[int | None, typer.Option("--prompts-per-step", help="Pin prompts per optimizer step.")] = None,
@@ -59,9 +62,9 @@ def plan_cmd(
         return
     if hours is None:
         hours = 24.0
-    p = plan(gpu, model, hours, vram_gb=vram_gb, headroom=headroom, backend=backend, calibration=calibration,
-             val_problems=val_size or None, val_samples=val_samples, prompts_per_step=prompts_per_step,
-             lora_rank=rank,
+    p = plan(gpu, model, hours, vram_gb=vram_gb, headroom=headroom, backend=backend, generation=generation,
+             calibration=calibration, val_problems=val_size or None, val_samples=val_samples,
+             prompts_per_step=prompts_per_step, lora_rank=rank,
              lora_alpha=alpha, num_generations=k, per_device_train_batch_size=batch,
              gradient_accumulation_steps=grad_accum, max_prompt_length=max_prompt,
              max_completion_length=max_completion, load_in_4bit=load_in_4bit,

@@ -11,6 +11,7 @@ from cli.options import (
     BackendOpt,
     BatchOpt,
     FourBitOpt,
+    GenerationOpt,
     GpuOpt,
     GradAccumOpt,
     HoursOpt,
@@ -58,6 +59,7 @@ def train_cmd(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start afresh; the old folder is moved aside.")] = False,
     seed: Annotated[int | None, typer.Option("--seed")] = None,
     backend: BackendOpt = None,
+    generation: GenerationOpt = None,
     config: Annotated[str | None, typer.Option("--config", "-c", help="YAML file or shipped recipe name.")] = None,
     report_to: Annotated[str | None, typer.Option("--report-to", help="wandb, tensorboard, trackio or none.")] = None,
     oom_retries: Annotated[int | None, typer.Option("--oom-retries")] = None,
@@ -86,8 +88,9 @@ def train_cmd(
         loss=loss, beta=beta, temperature=temperature, rewards=rewards,
         reward_funcs=reward or None, reward_weights=reward_weight or None,
         save_steps=save_steps, save_minutes=save_minutes, output=output, overwrite=overwrite or None, seed=seed,
-        backend=backend, report_to=report_to, oom_retries=oom_retries, val_every=_val_every(val_every),
-        val_benchmark=val_benchmark, val_size_benchmark=val_size, val_samples=val_samples, val_data=val_data,
+        backend=backend, generation=generation, report_to=report_to, oom_retries=oom_retries,
+        val_every=_val_every(val_every), val_benchmark=val_benchmark, val_size_benchmark=val_size,
+        val_samples=val_samples, val_data=val_data,
         progress=False if no_progress else None,
     )
     try:

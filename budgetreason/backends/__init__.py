@@ -2,7 +2,8 @@
 
 ``hf``: transformers + PEFT (CPU, or a GPU without Unsloth); generation by transformers,
 or by TRL's colocated vLLM in the ``trl`` variant. ``unsloth``: Unsloth's FastLanguageModel
-with its colocated vLLM engine sharing one copy of the weights. Every back-end returns the
+with its colocated vLLM engine sharing one copy of the weights, or (``generation="hf"``) with
+TRL's transformers generation under Unsloth's inference patches, where vLLM is not installed. Every back-end returns the
 same ``Loaded`` triple, and the same TRL GRPOTrainer trains it.
 """
 
@@ -29,20 +30,43 @@ def installed(module: str) -> bool:
 
 
 def choose_backend(requested: str, gpu: GPU) -> str:
-    """'auto' → unsloth on a CUDA GPU with Unsloth and vLLM installed, else trl with vLLM, else hf."""
+    """The back-end alone (see choose_engine)."""
+    return choose_engine(requested, "auto", gpu)[0]
+
+
+def choose_engine(requested: str, generation: str, gpu: GPU) -> tuple[str, str]:
+    """(back-end, generation) for what is asked and installed.
+
+    'auto' → unsloth with vLLM on a CUDA GPU with both installed; unsloth with transformers'
+    generate (``generation="hf"``) when Unsloth is installed and vLLM is not (Windows, a new GPU,
+    a torch vLLM does not support yet); trl with vLLM; else hf. ``generation`` is auto, vllm or hf.
+    """
+    if generation not in ("auto", "vllm", "hf"):
+        raise BudgetError(f"--generation must be auto, vllm or hf, got '{generation}'.")
     if requested == "auto":
         if not gpu.is_cuda:
-            return "hf"
-        if installed("unsloth") and installed("vllm"):
-            return "unsloth"
-        return "trl" if installed("vllm") else "hf"
+            requested = "hf"
+        elif installed("unsloth"):
+            requested = "unsloth"
+        else:
+            requested = "trl" if installed("vllm") and generation != "hf" else "hf"
     if requested in ("unsloth", "trl") and not gpu.is_cuda:
         raise BudgetError(f"--backend {requested} needs a CUDA GPU (vLLM and Unsloth's kernels); use --backend hf on the CPU.")
     if requested == "unsloth" and not installed("unsloth"):
         raise BudgetError("--backend unsloth needs the [gpu] extra: pip install -e '.[gpu]'.")
-    if requested in ("unsloth", "trl") and not installed("vllm"):
-        raise BudgetError(f"--backend {requested} needs vLLM: pip install -e '.[gpu]'.")
-    return requested
+    if requested == "trl" and generation == "hf":
+        raise BudgetError("--backend trl always generates with vLLM; for transformers' generate use --backend hf "
+                          "(or --backend unsloth --generation hf).")
+    if requested == "hf" and generation == "vllm":
+        raise BudgetError("--backend hf generates with transformers; for vLLM use --backend trl or unsloth.")
+    if requested == "hf":
+        return "hf", "hf"
+    if requested == "unsloth" and generation == "auto":
+        generation = "vllm" if installed("vllm") else "hf"
+    if generation in ("auto", "vllm") and not installed("vllm"):
+        hint = " or --generation hf (Unsloth's kernels, transformers' generate)" if requested == "unsloth" else ""
+        raise BudgetError(f"--backend {requested} with vLLM generation needs vLLM: pip install -e '.[gpu]'{hint}.")
+    return requested, "vllm" if generation == "auto" else generation
 
 
 def quiet_progress_bars() -> None:
