@@ -22,7 +22,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from budgetreason.calibrate import GIB, Spec, _rss_gib, _SmiPeak, cached_random_model, default_cache, force_full_length
+from budgetreason.calibrate import (
+    GIB,
+    Spec,
+    _rss_gib,
+    _SmiPeak,
+    cached_random_model,
+    default_cache,
+    force_full_length,
+    prompt_digits,
+)
 
 VARIANTS = ("budgetreason", "plain")
 
@@ -35,17 +44,18 @@ def _plain(spec: Spec, shape: dict, workdir: Path) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
     from budgetreason.compat import ensure_logprob_head
-    from budgetreason.models import resolve_model
+    from budgetreason.data import SYSTEM_PROMPT
     from budgetreason.synthetic import random_reward, write_prompts
 
     ensure_logprob_head()  # only installs a fallback where Triton is missing (CPU)
     from trl import GRPOConfig, GRPOTrainer
 
     cuda = torch.cuda.is_available()
-    arch = resolve_model(spec.model)
     folder, _ = cached_random_model(spec.model, shape["cache"], "bfloat16" if cuda else "float32")
-    rows = [json.loads(x) for x in write_prompts(workdir / "d.jsonl", 64, spec.prompt, arch.vocab_size).read_text().splitlines()]
-    ds = Dataset.from_list([{"prompt": [{"role": "user", "content": r["problem"]}]} for r in rows])
+    digits, _ = prompt_digits(folder, spec.prompt)  # the same prompts as the budgetreason variant's
+    rows = [json.loads(x) for x in write_prompts(workdir / "d.jsonl", 64, digits).read_text().splitlines()]
+    ds = Dataset.from_list([{"prompt": [{"role": "system", "content": SYSTEM_PROMPT},
+                                        {"role": "user", "content": r["problem"]}]} for r in rows])
     tok = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16 if cuda else torch.float32)
     use_vllm = shape["generation"] == "vllm"  # the engine the budgetreason variant used

@@ -38,6 +38,8 @@ DEFAULT_RANKS = (8, 64, 256)
 DEFAULT_KS = (8,)
 DEFAULT_COMPLETIONS = (512, 3584)
 PROMPT_TOKENS = 256
+#: Bumped when the random model's folder changes (2: byte-level tokenizer that survives transformers' rebuild).
+RANDOM_MODEL_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -74,14 +76,14 @@ def quick(model: str, *, cuda: bool, **kw) -> list[Spec]:
     (low rank, short), (high rank, short), (low rank, long): the rank pair moves only the
     adapter, gradient and optimizer terms; the length pair moves activations, log-probs and the
     KV cache. Two steps each (the first carries warm-up). On a GPU: 4 prompts × k=8 with 128-token
-    prompts, ranks 16/128, completions 256/512 (about 3 minutes for a 1.5B model on an H100 with
+    prompts (chat template and system prompt included), ranks 16/128, completions 256/512 (about 3 minutes for a 1.5B model on an H100 with
     transformers' generate); on a CPU: the tiny shapes the tests use.
     """
     if cuda:
         base = dict(k=8, steps=2, prompt=128, prompts_per_step=4, batch=8)
         lo, hi, short, long = 16, 128, 256, 512
     else:
-        base = dict(k=2, steps=2, prompt=16, prompts_per_step=2, batch=2)
+        base = dict(k=2, steps=2, prompt=56, prompts_per_step=2, batch=2)
         lo, hi, short, long = 2, 8, 16, 32
     base.update(kw)
     return [Spec(model, lo, completion=short, **base), Spec(model, hi, completion=short, **base),
@@ -100,7 +102,7 @@ def cached_random_model(model: str, cache: str | Path, dtype: str) -> tuple[Path
     from budgetreason.synthetic import save_random_model
 
     arch = resolve_model(model)
-    folder = Path(cache) / f"{slug(arch.id)}-{dtype}"
+    folder = Path(cache) / f"{slug(arch.id)}-{dtype}-v{RANDOM_MODEL_VERSION}"
     if (folder / ".complete").is_file():
         return folder, False
     tmp = folder.with_name(folder.name + f".tmp-{os.getpid()}")
@@ -162,18 +164,27 @@ def force_full_length(generation: str, completion: int) -> dict:
     return {"min_tokens": completion} if generation == "vllm" else {"min_new_tokens": completion}
 
 
+def prompt_digits(model_dir: Path, prompt: int) -> tuple[int, int]:
+    """(digits per problem, max_prompt_length) so a templated prompt is about `prompt` tokens (at least 8 digits)."""
+    from budgetreason.backends.hf import load_tokenizer
+    from budgetreason.synthetic import prompt_overhead
+
+    overhead = prompt_overhead(load_tokenizer(str(model_dir)))
+    digits = max(8, prompt - overhead)
+    return digits, overhead + digits + 8
+
+
 def _resolve(spec: Spec, model_dir: Path, workdir: Path):
-    from budgetreason.models import resolve_model
     from budgetreason.synthetic import write_prompts
     from budgetreason.training import _user_config, resolve
 
-    arch = resolve_model(spec.model)
     prompts = spec.prompts_per_step or 4
-    data = write_prompts(workdir / "data.jsonl", max(64, 2 * prompts * spec.steps), spec.prompt, arch.vocab_size)
+    digits, max_prompt = prompt_digits(model_dir, spec.prompt)
+    data = write_prompts(workdir / "data.jsonl", max(64, 2 * prompts * spec.steps), digits)
     g = prompts * spec.k if spec.prompts_per_step else None
     batch = spec.batch if spec.batch and (g is None or g % spec.batch == 0) else None
     overrides = dict(model=str(model_dir), dataset=str(data), lora_rank=spec.rank, num_generations=spec.k,
-                     max_completion_length=spec.completion, max_prompt_length=spec.prompt + 16, max_steps=spec.steps,
+                     max_completion_length=spec.completion, max_prompt_length=max_prompt, max_steps=spec.steps,
                      gpu=spec.gpu, backend=spec.backend, generation=spec.generation, output=str(workdir / "run"),
                      progress=False, learning_rate=1e-6, per_device_train_batch_size=batch,
                      gradient_accumulation_steps=g // batch if g and batch else None)

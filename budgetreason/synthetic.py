@@ -1,8 +1,8 @@
 """Random-weight models at real sizes, with a tokenizer and data to match, for measuring without downloads.
 
 ``budgetreason calibrate`` and ``bench`` build a catalog architecture from its config with
-random weights, a word-level tokenizer of synthetic tokens with exactly its vocabulary size,
-and prompts of the right length, so generation and training run at the real shapes on a GPU
+random weights, a byte-level tokenizer with exactly its vocabulary size, and prompts of
+random digits of the right length, so generation and training run at the real shapes on a GPU
 that cannot reach the hub.
 """
 
@@ -36,17 +36,42 @@ def hf_config(arch: ModelArch, dtype: str = "bfloat16") -> dict:
 
 
 def build_tokenizer(vocab_size: int):
-    """Word-level tokenizer whose vocabulary is exactly `vocab_size` tokens: specials, then t0, t1, …"""
-    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
+    """Byte-level BPE whose vocabulary is exactly `vocab_size` tokens, digits one token each.
+
+    transformers 5 rebuilds the tokenizer of some model types (qwen2 among them) from the
+    vocabulary and merges in tokenizer.json with its own pre-tokenizer, so the tokenizer must
+    survive that: byte-level symbols, merges learnt on the chat template and the system prompt
+    (so they cost few tokens), single digits (every pre-tokenizer splits digits into one token
+    each: a prompt of N digits is N tokens), and unreachable filler entries up to the size.
+    """
+    import json as _json
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    words = SPECIAL + [f"t{i}" for i in range(vocab_size - len(SPECIAL))]
-    tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tk.add_special_tokens([AddedToken(s, special=True) for s in SPECIAL])
-    from tokenizers import decoders
+    from budgetreason.data import SYSTEM_PROMPT
 
-    tk.decoder = decoders.WordPiece(prefix="##")  # joins tokens with spaces
+    base = len(SPECIAL) + len(pre_tokenizers.ByteLevel.alphabet())
+    if vocab_size < base:
+        raise ValueError(f"a synthetic byte-level tokenizer needs at least {base} tokens, got {vocab_size}")
+    pre = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                   pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    learn = Tokenizer(models.BPE())
+    learn.pre_tokenizer = pre
+    trainer = trainers.BpeTrainer(vocab_size=min(vocab_size, base + 256), special_tokens=SPECIAL, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    learn.train_from_iterator([SYSTEM_PROMPT, "system user assistant", CHAT_TEMPLATE] * 8, trainer)
+    model = _json.loads(learn.to_str())["model"]
+    vocab = dict(model["vocab"])
+    for i in range(vocab_size - len(vocab)):
+        vocab[f"<|filler_{i}|>"] = len(vocab)
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
+    tk = Tokenizer(models.BPE(vocab, merges))
+    tk.pre_tokenizer = pre
+    tk.decoder = decoders.ByteLevel()
+    from tokenizers import AddedToken
+
+    tk.add_special_tokens([AddedToken(x, special=True) for x in SPECIAL])
     return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<|endoftext|>", eos_token="<|im_end|>",
                                    unk_token="<unk>", chat_template=CHAT_TEMPLATE)
 
@@ -68,14 +93,25 @@ def save_random_model(arch: ModelArch, folder: str | Path, dtype: str = "bfloat1
     return folder
 
 
-def write_prompts(path: str | Path, n: int, prompt_tokens: int, vocab_size: int, seed: int = 0) -> Path:
-    """A jsonl dataset of `n` prompts of about `prompt_tokens` synthetic tokens each, with answers."""
+def write_prompts(path: str | Path, n: int, prompt_tokens: int, vocab_size: int | None = None, seed: int = 0) -> Path:
+    """A jsonl dataset of `n` problems of `prompt_tokens` random digits each (one token per digit), with answers.
+
+    The chat template and system prompt add their own tokens (``prompt_overhead``).
+    `vocab_size` is unused (kept for callers of the word-level version).
+    """
     rng = random.Random(seed)
-    rows = [{"problem": " ".join(f"t{rng.randrange(vocab_size - len(SPECIAL))}" for _ in range(prompt_tokens)),
+    rows = [{"problem": "".join(str(rng.randrange(10)) for _ in range(prompt_tokens)),
              "answer": str(rng.randint(0, 999))} for _ in range(n)]
     path = Path(path)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def prompt_overhead(tokenizer) -> int:
+    """Tokens the chat template and budgetreason's system prompt add around a problem."""
+    from budgetreason.data import SYSTEM_PROMPT, _prompt_tokens
+
+    return _prompt_tokens(tokenizer, [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": ""}])
 
 
 def random_reward(completions, **kwargs) -> list[float]:

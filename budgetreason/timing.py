@@ -31,10 +31,11 @@ MICRO_STEP_OVERHEAD_S = {"unsloth": 0.05, "trl": 0.05, "hf": 0.01}
 #: Per decode step: scheduling, sampling and detokenisation (vLLM) or Python and sampling overhead.
 DECODE_STEP_OVERHEAD_S = {"vllm": 0.004, "unsloth": 0.01, "transformers": 0.015}
 #: Per decode step and decoder layer: eager kernel launches and Python, which CUDA graphs remove.
-#: transformers: fitted to the one measured point (H100, Qwen2.5-1.5B, 128 × 256 tokens: 17 s/step, see
-#: docs/planner.md); Unsloth's inference mode: half of it (its "2x faster inference"), not yet measured.
+#: transformers: fitted to the one measured point (H100, Qwen2.5-1.5B, 128 × 256 tokens: 17 s/step, 2 steps,
+#: the first included; the model now says 16.6 s, see docs/planner.md); Unsloth's inference mode: half of it
+#: (its "2x faster inference"), not yet measured.
 #: On the CPU the GPU-launch part does not exist; the term applies to CUDA GPUs only.
-DECODE_LAYER_OVERHEAD_S = {"vllm": 0.0, "unsloth": 0.0009, "transformers": 0.0018}
+DECODE_LAYER_OVERHEAD_S = {"vllm": 0.0, "unsloth": 0.00065, "transformers": 0.0013}
 #: Completion lengths as fractions of the maximum: the mean, and the longest in a generation
 #: batch (which sets the wave's duration and TRL's padding). Reasoning models at 3584 tokens
 #: run at least one sample to the limit in most batches.

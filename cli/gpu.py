@@ -53,18 +53,23 @@ def bench_cmd(
     completion: Annotated[int, typer.Option("--completion", help="Forced completion length in tokens.")] = 1024,
     rank: Annotated[int, typer.Option("--rank")] = 64,
     steps: Annotated[int, typer.Option("--steps")] = 3,
+    prompts: Annotated[int | None, typer.Option("--prompts", help="Prompts per optimizer step (default: the planner's).")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="budgetreason's back-end (auto, unsloth, trl, hf).")] = "auto",
+    generation: Annotated[str, typer.Option("--generation", help="auto, vllm or hf; the plain run uses the same.")] = "auto",
     gpu: Annotated[str, typer.Option("--gpu")] = "auto",
+    cache: Annotated[str | None, typer.Option("--cache", help="Folder for the random-weight models (built once).")] = None,
     output: Annotated[str, typer.Option("--output", "-o")] = "bench.json",
 ) -> None:
-    """budgetreason's path vs plain TRL + PEFT: seconds per step, tokens per second, peak memory, ratios."""
+    """budgetreason's path vs plain TRL + PEFT with the same generation engine: s/step, tokens/s, peak memory, ratios."""
     from rich.console import Console
 
     from budgetreason.bench import bench
     from budgetreason.calibrate import Spec
     from budgetreason.views import bench_table
 
-    data = bench(Spec(model=model, rank=rank, k=k, completion=completion, steps=steps, gpu=gpu), output,
-                 console=Console(stderr=True))
+    data = bench(Spec(model=model, rank=rank, k=k, completion=completion, steps=steps, gpu=gpu, backend=backend,
+                      generation=generation, prompts_per_step=prompts), output, console=Console(stderr=True),
+                 cache=cache)
     Console().print(bench_table(data))
     if any("error" in r for r in data["results"].values()):
         raise typer.Exit(1)

@@ -38,7 +38,7 @@ def main_callback(
 
 
 def _register() -> None:
-    from cli import catalogs, evaluation, export, gpu, misc, plan, push, reporting, serve, train
+    from cli import catalogs, doctor, evaluation, export, gpu, misc, plan, push, reporting, serve, train
 
     app.command("demo")(misc.demo_cmd)
     app.command("plan")(plan.plan_cmd)
@@ -57,6 +57,7 @@ def _register() -> None:
     app.command("versions")(catalogs.versions_cmd)
     app.command("calibrate")(gpu.calibrate_cmd)
     app.command("bench")(gpu.bench_cmd)
+    app.command("doctor")(doctor.doctor_cmd)
 
 
 _register()

@@ -7,6 +7,7 @@
 #   BR_CONFIG (a shipped recipe or YAML, optional)  BR_MAX_STEPS (optional)  BR_ARGS (more flags)
 #   BR_WORKDIR (/workspace/budgetreason: keep it on the instance's persistent disk)
 #   BR_REPO (where to pip install from)  BR_SKIP_INSTALL=1 (already installed)
+#   BR_SKIP_DOCTOR=1 (train even when `budgetreason doctor` finds a problem; it is skipped with BR_GPU=cpu)
 set -euo pipefail
 WORKDIR=${BR_WORKDIR:-/workspace/budgetreason}
 MODEL=${BR_MODEL:-Qwen/Qwen2.5-1.5B-Instruct}
@@ -22,6 +23,13 @@ fi
 if [ -f train.pid ] && kill -0 "$(cat train.pid)" 2>/dev/null; then
   echo "budgetreason: training already running (pid $(cat train.pid)); log: $WORKDIR/train.log"
   exit 0
+fi
+# Check the machine before the hour is paid for: CUDA, driver, bf16, free GPU memory and disk, version matrix.
+if [ "$GPU" != "cpu" ] && [ "${BR_SKIP_DOCTOR:-0}" != "1" ]; then
+  if ! budgetreason doctor --output "$WORKDIR" 2>&1 | tee -a doctor.log; then
+    echo "budgetreason: doctor found a problem (above, and in $WORKDIR/doctor.log); fix it, or set BR_SKIP_DOCTOR=1"
+    exit 1
+  fi
 fi
 NAME=$(echo "$MODEL" | sed 's#.*/##' | tr '[:upper:]' '[:lower:]')
 OUTPUT=${BR_OUTPUT:-$WORKDIR/runs/$NAME-$DATASET}

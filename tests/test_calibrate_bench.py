@@ -18,13 +18,25 @@ from budgetreason.synthetic import build_tokenizer
 from tests.conftest import ROOT, run_cli
 
 
-def test_synthetic_tokenizer_has_exactly_the_models_vocabulary():
+def test_synthetic_tokenizer_survives_a_reload_under_the_models_type(tmp_path):
+    """transformers 5 rebuilds qwen2 tokenizers from tokenizer.json's vocab and merges: ids must not change."""
+    from transformers import AutoTokenizer
+
+    from budgetreason.models import resolve_model
+    from budgetreason.synthetic import hf_config, prompt_overhead, write_prompts
+
     tok = build_tokenizer(151_936)
     assert len(tok) == 151_936
-    ids = tok("t5 t77 t151931")["input_ids"]
-    assert len(ids) == 3 and max(ids) == 151_935
-    assert "<|im_start|>assistant" in tok.apply_chat_template([{"role": "user", "content": "t1"}],
-                                                               add_generation_prompt=True, tokenize=False)
+    assert len(tok("0123456789")["input_ids"]) == 10  # one token per digit
+    text = tok.apply_chat_template([{"role": "user", "content": "42"}], add_generation_prompt=True, tokenize=False)
+    assert "<|im_start|>assistant" in text
+    tok.save_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(hf_config(resolve_model("Qwen/Qwen2.5-1.5B-Instruct"))))
+    again = AutoTokenizer.from_pretrained(tmp_path)
+    assert len(again) == 151_936 and again("0123456789")["input_ids"] == tok("0123456789")["input_ids"]
+    assert prompt_overhead(again) == prompt_overhead(tok) < 64  # template and system prompt: few tokens
+    row = json.loads(write_prompts(tmp_path / "d.jsonl", 1, 100).read_text())
+    assert len(again(row["problem"])["input_ids"]) == 100
 
 
 def _no_checkpoints(*roots: Path) -> bool:
@@ -38,7 +50,7 @@ def test_quick_calibration_streams_one_line_per_step_and_builds_the_model_once(t
     data = calibrate(specs, out, cache=cache)
     assert not data["failures"], data["failures"]
     assert data["models_built"] == ["tiny-arith"]  # once for all three configurations
-    assert [p.name for p in cache.iterdir()] == ["tiny-arith-float32"]
+    assert [p.name for p in cache.iterdir()] == ["tiny-arith-float32-v2"]
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     steps = [r for r in rows if r["kind"] == "step"]
     assert rows[0]["kind"] == "session" and rows[0]["versions"]["trl"] == "1.15.0"
@@ -52,6 +64,8 @@ def test_quick_calibration_streams_one_line_per_step_and_builds_the_model_once(t
         assert r["memory_gib"]["rss"] > 0 and r["tokens_per_s"]["generated"] > 0
         # min_new_tokens forces every completion to its full length on transformers' generate
         assert r["tokens"]["completion"] == r["shape"]["completions_per_step"] * r["shape"]["completion"]
+        per_prompt = r["tokens"]["prompt"] / r["shape"]["completions_per_step"]  # template + system prompt + digits
+        assert abs(per_prompt - (r["shape"]["max_prompt_length"] - 8)) <= 2
     assert len(data["records"]) == 3 and all(rec["steps"] == 2 for rec in data["records"])
     assert _no_checkpoints(tmp_path)
     again = calibrate(specs[:1], out, cache=cache)  # the cache is reused: nothing built

@@ -68,7 +68,7 @@ def test_versions_command_passes_on_this_install():
 
 
 COMMANDS = ["demo", "plan", "train", "eval", "compare", "report", "sweep", "recipes", "benchmarks", "gpus", "models",
-            "versions", "calibrate", "bench", "export", "push", "serve"]
+            "versions", "calibrate", "bench", "export", "push", "serve", "doctor"]
 
 
 def test_every_command_is_registered():
