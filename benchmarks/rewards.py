@@ -15,7 +15,9 @@ Scorers, all on the same inputs in one run: plain sequential Math-Verify as its 
 (the region after ``</think>``, the same extraction configs and gold handling), which must give
 budgetreason's verdicts; open-r1's ``accuracy_reward`` configuration; budgetreason's
 ``score_batch`` with 1 and 2 worker processes: fresh workers warmed on another step's problems (in
-training they live for the whole run; the sequential rows are warm too), and an empty verdict cache.
+training they live for the whole run; the sequential rows are warmed on the same mix), and an empty
+verdict cache. Wall seconds depend on who else uses the machine; CPU seconds (this process and the
+workers) much less, so both are shown.
 
 Prints a Markdown table for docs/rewards.md.
 """
@@ -115,6 +117,20 @@ def make_mix(problems: int, group: int, seed: int) -> tuple[list[str], list[str]
     return golds, texts, labels
 
 
+def _workers_cpu_s() -> float:
+    """CPU seconds the current verifier workers have used (Linux /proc; 0 elsewhere)."""
+    from budgetreason.verify import pool
+
+    total = 0.0
+    for pid in pool().pids():
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
 def plain_math_verify(golds: list[str], texts: list[str]) -> list[bool]:
     """Math-Verify as its README shows it: parse the gold and the whole completion, verify, in sequence."""
     from math_verify import parse, verify
@@ -166,13 +182,17 @@ def main() -> None:
     from budgetreason.verify import clear_cache, default_processes, pool, score_batch, shutdown
 
     golds, texts, labels = make_mix(args.problems, args.group, args.seed)
-    warm = make_mix(8, args.group, args.seed + 1)[:2]  # another step's problems: warms parsers, not verdicts
+    # Another step's problems, as many: Math-Verify's ANTLR parser fills its prediction caches as it
+    # sees expressions, so a process that has parsed for a while is faster. Every scorer sees this
+    # mix first (a training run's workers live for the whole run); the sequential rows also keep
+    # what the rows before them warmed, which favours them.
+    warm = make_mix(args.problems, args.group, args.seed + 1)[:2]
     n = len(texts)
     workers = default_processes()
     t0 = time.perf_counter()
     pool().map([("1", "1.0")] * workers)  # start the workers (once per training run)
     startup = time.perf_counter() - t0
-    plain_math_verify(*warm)  # import SymPy and build the parsers here too: a warm baseline
+    plain_math_verify(*warm)  # the same warm-up for the sequential rows, in this process
     open_r1_reward(*warm)
 
     plain_budgetreason_judging(*warm)
@@ -191,25 +211,32 @@ def main() -> None:
             pool().map([("1", "1.0")] * processes, processes=processes)
             score_batch(*warm, processes=processes)
             clear_cache()
-        t0 = time.perf_counter()
+        t0, c0, w0 = time.perf_counter(), time.process_time(), _workers_cpu_s() if processes else 0.0
         verdicts = [bool(v == 1.0 or v is True) for v in run()]
         seconds = time.perf_counter() - t0
+        cpu = time.process_time() - c0 + (_workers_cpu_s() - w0 if processes else 0.0)
         agree = sum(v == ok for v, ok in zip(verdicts, labels)) / n
-        rows.append((name, seconds, agree, verdicts))
+        rows.append((name, seconds, cpu, agree, verdicts))
 
     kb = sum(map(len, texts)) / n / 1000
-    same = rows[1][3]
+    same = rows[1][4]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"{n} completions ({args.problems} problems × {args.group}), mean {kb:.1f} kB; "
-          f"{os.cpu_count()} CPU cores ({platform.machine()}), Python {platform.python_version()}; "
-          f"{time.strftime('%Y-%m-%d')}; worker start-up {startup:.1f} s (once per run, not timed below)\n")
-    print("| scorer | seconds | completions/s | agrees with the intended verdict | same verdicts as row 2 |")
+          f"{os.cpu_count()} CPU cores ({platform.machine()}), load average {load:.1f} at the end; "
+          f"Python {platform.python_version()}; {time.strftime('%Y-%m-%d')}; "
+          f"worker start-up {startup:.1f} s (once per run, not timed below)\n")
+    print("| scorer | wall s | CPU s, all processes | agrees with the intended verdict | same verdicts as row 2 |")
     print("|---|---:|---:|---:|---:|")
-    for name, seconds, agree, verdicts in rows:
-        print(f"| {name} | {seconds:.2f} | {n / seconds:.0f} | {agree:.1%} | "
+    for name, seconds, cpu, agree, verdicts in rows:
+        print(f"| {name} | {seconds:.2f} | {cpu:.2f} | {agree:.1%} | "
               f"{sum(a == b for a, b in zip(verdicts, same)) / n:.1%} |")
-    print(f"\nSpeed-up of budgetreason with 2 workers (1 worker): {rows[0][1] / rows[4][1]:.1f}× "
-          f"({rows[0][1] / rows[3][1]:.1f}×) over plain Math-Verify on the whole text, "
-          f"{rows[1][1] / rows[4][1]:.1f}× ({rows[1][1] / rows[3][1]:.1f}×) over the same judging done plainly.")
+    base_wall, base_cpu = rows[0][1], rows[0][2]
+    one, two = rows[3], rows[4]
+    print(f"\nOver plain Math-Verify on the whole text: wall {base_wall / two[1]:.1f}× with 2 workers, "
+          f"{base_wall / one[1]:.1f}× with 1; CPU {base_cpu / two[2]:.1f}× (2 workers), {base_cpu / one[2]:.1f}× (1); "
+          f"on 2 otherwise idle cores the 2-worker wall time is about its CPU time / 2, "
+          f"{2 * base_cpu / two[2]:.1f}× the plain loop's. Over the same judging done plainly: wall "
+          f"{rows[1][1] / two[1]:.1f}×, CPU {rows[1][2] / two[2]:.1f}×.")
 
 
 if __name__ == "__main__":

@@ -58,6 +58,8 @@ WORKER_MEMORY_MB = 2048
 TAIL_CHARS = 20_000
 #: An extracted answer longer than this is judged wrong without parsing.
 MAX_ANSWER_CHARS = 1_000
+#: Jobs queued in a worker at once (the one it is on, and the next ones).
+PIPELINE = 3
 #: Verdicts remembered per process, keyed by (gold, answer): GRPO groups repeat answers.
 CACHE_SIZE = 8_192
 
@@ -290,6 +292,46 @@ def fast_match(gold: str, region: str) -> bool | None:
     return vg == vp
 
 
+_OPENER_BEFORE_BOX = re.compile(r"(?:\$\$|\$|\\\(|\\\[)\s*$")
+_INLINE_MATH = re.compile(r"[$\[\]]|\\\(|\\\)")
+_PAIRS = {(None, None), ("$", "$"), ("$$", "$$"), ("\\(", "\\)"), ("\\[", "\\]")}
+# A box alone between a matching pair of delimiters (or none), then at most a full stop.
+_BOX_ONLY = re.compile(r"(\$\$|\$|\\\(|\\\[)?\s*\\boxed\{([^{}$]*(?:\{[^{}$]*\}[^{}$]*)*)\}\s*(\$\$|\$|\\\)|\\\])?\s*\.?\s*")
+
+
+def final_box(region: str) -> str | None:
+    r"""The end of the region from its only ``\boxed`` (or the ``$``, ``$$``, ``\(``, ``\[`` just
+    before it), when nothing before it can change Math-Verify's answer if that box parses; the
+    box alone (``\boxed{X}``) when the end is just the box between a pair of delimiters.
+
+    Math-Verify tries ``\boxed{}`` matches first (priority 0) and stops at the first that
+    parses, so with one box, no display math (``$$``, ``\[``) before it, no inline math on its
+    line before it, and no "final answer is … I hope" (its other priority-0 pattern), the text
+    before the box is only looked at when the box fails to parse. GRPO groups repeat final
+    answers after different reasoning, so a verdict for (gold, this end) is reused across them;
+    a worker parses the end first and the whole region only if the box does not parse. A test
+    compares Math-Verify on both wherever this returns something.
+
+    >>> final_box("We get $x=2$.\nSo $\\boxed{4}$."), final_box("Hence \\boxed{4} cm"), final_box("$$ a \\boxed{4} $$")
+    ('\\boxed{4}', '\\boxed{4} cm', None)
+    """
+    i = region.find("\\boxed")
+    if i < 0 or region.find("\\boxed", i + 1) >= 0 or "hope" in region.lower():
+        return None
+    m = _OPENER_BEFORE_BOX.search(region, 0, i)
+    start = m.start() if m else i
+    prefix = region[:start]
+    if prefix and (prefix[-1].isdigit() or prefix[-1] in "\\$"):
+        return None  # Math-Verify's look-behinds would read the boundary differently
+    if "$$" in prefix or "\\[" in prefix or "\\]" in prefix or _INLINE_MATH.search(prefix[prefix.rfind("\n") + 1:]):
+        return None
+    end = region[start:]
+    bare = _BOX_ONLY.fullmatch(end)  # "$\boxed{X}$.", "\[\n\boxed{X}\n\]": the box alone is the same answer
+    if bare and (bare.group(1), bare.group(3)) in _PAIRS:
+        return f"\\boxed{{{bare.group(2)}}}"
+    return end
+
+
 # ---- the SymPy comparison (runs inside a worker process) -------------------------------------------
 _BARE_NUMBER = re.compile(r"-?[\d.,\s]*\d(?:\s*/\s*\d+)?")
 # A command with a plain-word argument (\\text{cm}, \\begin{pmatrix}): not prose.
@@ -323,6 +365,7 @@ class _JobTimeout(BaseException):
 _ARMED = False
 _GOLDS: dict[str, list] = {}  # parsed gold answers, in a worker (SymPy objects are immutable)
 _TARGETS: tuple = ()
+_END_PARSED = False  # whether the last _verify_here decided on the final box alone
 
 
 def _on_alarm(signum, frame):
@@ -355,14 +398,17 @@ def _parse_gold(gold: str) -> list:
     return parsed
 
 
-def _verify_here(gold: str, region: str) -> bool | None:
+def _verify_here(gold: str, region: str, end: str | None = None) -> bool | None:
     """Math-Verify on one (gold, answer region) pair; None when the gold does not parse.
 
     Its own signal timeouts are off (None): the worker's interval timer bounds the whole pair.
     ``parse`` searches the region with Math-Verify's own extraction and priorities, ``verify``
     takes the gold first, default options (6 decimals, strict variables, no set-relation
-    comparison), as in Math-Verify's test suite.
+    comparison), as in Math-Verify's test suite. With ``end`` (:func:`final_box` of the region)
+    the end is parsed first and the whole region only if its box does not parse; whether it did
+    is left in ``_END_PARSED``.
     """
+    global _END_PARSED
     from math_verify import parse, verify
 
     gold_parsed = _GOLDS.get(gold)
@@ -370,9 +416,13 @@ def _verify_here(gold: str, region: str) -> bool | None:
         gold_parsed = _GOLDS[gold] = _parse_gold(gold)
         if len(_GOLDS) > 512:
             del _GOLDS[next(iter(_GOLDS))]
+    _END_PARSED = False
     if not gold_parsed:
         return None
-    pred_parsed = parse(region, extraction_targets(), parsing_timeout=None)
+    pred_parsed = parse(end, extraction_targets(), parsing_timeout=None) if end else []
+    _END_PARSED = any(not isinstance(x, str) for x in pred_parsed)
+    if not _END_PARSED:
+        pred_parsed = parse(region, extraction_targets(), parsing_timeout=None)
     if not pred_parsed:
         return False
     return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
@@ -403,8 +453,9 @@ def _cpu_backstop(timeout_s: float) -> None:
 
 
 def _worker_main(memory_mb: int = WORKER_MEMORY_MB) -> None:
-    """A verifier worker: JSON lines in on stdin ``{"i", "g", "p", "t"}``, out on stdout ``{"i", "r"}``;
-    ``r`` is true, false, ``"gold"`` (the gold does not parse) or null (out of time, or an error)."""
+    """A verifier worker: JSON lines in on stdin ``{"i", "g", "p", "t"}`` (and ``"s"``, the region's
+    final box), out on stdout ``{"i", "r"}``; ``r`` is true, false, ``"gold"`` (the gold does not
+    parse) or null (out of time, or an error); with ``"s"``, ``[r, decided on the box alone]``."""
     global _ARMED
     import logging
 
@@ -425,9 +476,11 @@ def _worker_main(memory_mb: int = WORKER_MEMORY_MB) -> None:
             try:
                 _ARMED = True
                 signal.setitimer(signal.ITIMER_REAL, max(0.01, job["t"]), 0.2)  # re-fires if one is swallowed
-                result = _verify_here(job["g"], job["p"])
+                result = _verify_here(job["g"], job["p"], job.get("s"))
                 if result is None:
                     result = "gold"
+                if job.get("s"):
+                    result = [result, _END_PARSED]
             finally:
                 _ARMED = False
                 signal.setitimer(signal.ITIMER_REAL, 0)
@@ -507,10 +560,11 @@ class VerifierPool:
         self._ever_ready = False
         self._sent = 0  # message ids, so a reply can never be taken for another job's
 
-    def map(self, jobs: list[tuple[str, str]], timeout_s: float = DEFAULT_TIMEOUT_S,
+    def map(self, jobs: list[tuple], timeout_s: float = DEFAULT_TIMEOUT_S,
             processes: int | None = None) -> list[bool | str | None]:
         """Worker results for (gold, answer region) pairs, in order: True, False, ``"gold"`` (the gold
-        does not parse) or None (out of time, or the worker died).
+        does not parse) or None (out of time, or the worker died). A job (gold, region, end) with
+        the region's :func:`final_box` gets ``[result, decided on the box alone]`` back.
 
         Raises VerifierUnavailable when no worker can start at all.
         """
@@ -531,29 +585,58 @@ class VerifierPool:
         return results
 
     def _run(self, jobs: list[tuple[str, str]], results: list, want: int, timeout_s: float) -> None:
-        """Feed jobs to the first ``want`` workers; fill ``results`` in place."""
+        """Feed jobs to the first ``want`` workers; fill ``results`` in place.
+
+        Each worker holds up to :data:`PIPELINE` jobs, so it starts the next one without waiting
+        for the parent to be scheduled (on a busy machine that wait costs more than a check). The
+        deadline covers the job a worker is on: set when it was sent to an idle worker, or when the
+        reply to the job before it arrived. A worker that misses it is killed; its current job is
+        not judged, and the jobs queued behind it (never started) are given to another worker.
+        """
         import select
 
         by_gold: dict[str, deque[int]] = {}  # pending jobs per gold: a worker keeps to one gold (parsed once)
-        for j, (gold, _) in enumerate(jobs):
-            by_gold.setdefault(gold, deque()).append(j)
-        busy: dict[int, tuple[int, float, int]] = {}  # worker index -> (job index, deadline, message id)
+        for j, job in enumerate(jobs):
+            by_gold.setdefault(job[0], deque()).append(j)
+        queued: dict[int, deque[tuple[int, int]]] = {w: deque() for w in range(want)}  # (job, message id)
+        deadline: dict[int, float] = {}  # worker index -> deadline of its current (first queued) job
         failed_starts = 0
-        while by_gold or busy:
-            for w in range(want):  # hand a job to every ready, idle worker
+
+        def retry(js) -> None:  # jobs a worker never started go back to the front of their gold's queue
+            for j in reversed(list(js)):
+                by_gold.setdefault(jobs[j][0], deque()).appendleft(j)
+
+        def lost(w: int) -> None:  # the worker is gone: its current job is not judged, the rest retry
+            if queued[w]:
+                queued[w].popleft()
+                self.killed += 1
+            retry(j for j, _ in queued[w])
+            queued[w].clear()
+            deadline.pop(w, None)
+            self._replace(w)
+
+        while by_gold or any(queued.values()):
+            for w in range(want):  # top up every ready worker's queue
                 worker = self.workers[w]
-                if by_gold and worker.ready and w not in busy:
-                    j = self._next_job(by_gold, worker, [jobs[b[0]][0] for b in busy.values()])
+                while by_gold and worker.ready and len(queued[w]) < PIPELINE:
+                    others = [jobs[j][0] for v in range(want) if v != w for j, _ in queued[v]]
+                    j = self._next_job(by_gold, worker, others)
                     self._sent += 1
                     try:
-                        worker.send({"i": self._sent, "g": jobs[j][0], "p": jobs[j][1], "t": timeout_s})
-                        busy[w] = (j, time.monotonic() + timeout_s + GRACE_S, self._sent)
-                        worker.gold = jobs[j][0]
-                    except OSError:  # died while idle: the job was never started, so retry it
-                        by_gold.setdefault(jobs[j][0], deque()).appendleft(j)
-                        self._replace(w)
+                        job = {"i": self._sent, "g": jobs[j][0], "p": jobs[j][1], "t": timeout_s}
+                        if len(jobs[j]) > 2 and jobs[j][2]:
+                            job["s"] = jobs[j][2]
+                        worker.send(job)
+                    except OSError:  # died: this job never reached it
+                        retry([j])
+                        lost(w)
+                        break
+                    if not queued[w]:
+                        deadline[w] = time.monotonic() + timeout_s + GRACE_S
+                    queued[w].append((j, self._sent))
+                    worker.gold = jobs[j][0]
             now = time.monotonic()
-            waits = [d for _, d, _ in busy.values()]
+            waits = list(deadline.values())
             waits += [self.workers[w].started + STARTUP_TIMEOUT_S for w in range(want) if not self.workers[w].ready]
             if not waits:
                 continue
@@ -564,24 +647,23 @@ class VerifierPool:
                 try:
                     replies = worker.read()
                 except (EOFError, OSError, ValueError):
-                    if w in busy:  # died mid-job (a segfault deep in SymPy): that job is not judged
-                        busy.pop(w)
-                        self.killed += 1
-                    elif not worker.ready:
+                    if not worker.ready:
                         failed_starts = self._failed_start(failed_starts, want)
-                    self._replace(w)
+                    lost(w)  # died mid-job (a segfault deep in SymPy): that job is not judged
                     continue
                 for reply in replies:
                     if reply.get("ready"):
                         worker.ready = self._ever_ready = True
-                    elif w in busy and reply.get("i") == busy[w][2]:
-                        results[busy.pop(w)[0]] = reply.get("r")
+                    elif queued[w] and reply.get("i") == queued[w][0][1]:
+                        results[queued[w].popleft()[0]] = reply.get("r")
+                        if queued[w]:
+                            deadline[w] = time.monotonic() + timeout_s + GRACE_S
+                        else:
+                            deadline.pop(w, None)
             now = time.monotonic()
-            for w, (_, deadline, _) in list(busy.items()):
-                if now >= deadline:  # hung (C-level work no signal can stop): kill, replace, move on
-                    busy.pop(w)
-                    self.killed += 1
-                    self._replace(w)
+            for w, due in list(deadline.items()):
+                if now >= due:  # hung (C-level work no signal can stop): kill, replace, move on
+                    lost(w)
             for w in range(want):
                 if not self.workers[w].ready and now >= self.workers[w].started + STARTUP_TIMEOUT_S:
                     failed_starts = self._failed_start(failed_starts, want)
@@ -638,7 +720,7 @@ def default_processes() -> int:
 
 _POOL: VerifierPool | None = None
 _POOL_LOCK = threading.Lock()
-_CACHE: OrderedDict[tuple[str, str], str] = OrderedDict()  # (gold, region) -> verdict
+_CACHE: OrderedDict[tuple, str] = OrderedDict()  # (gold, region) or (gold, final box, "end") -> verdict
 _CACHE_LOCK = threading.Lock()
 
 
@@ -700,12 +782,13 @@ def judge_batch(golds: list, texts: list, timeout_s: float = DEFAULT_TIMEOUT_S, 
     opens = list(prompt_opens_think) if isinstance(prompt_opens_think, (list, tuple)) else \
         [bool(prompt_opens_think)] * len(texts)
     verdicts: list[str] = [ERROR] * len(texts)
-    todo: dict[tuple[str, str], list[int]] = {}
+    regions: list[str | None] = [None] * len(texts)
+    todo: dict[tuple[str, str, bool], list[int]] = {}  # (gold, final box or region, is a final box) -> indices
     for i, (gold, text) in enumerate(zip(golds, texts)):
         try:
             gold = "" if gold is None else str(gold).strip()
-            region = answer_region(text, prompt_opens_think=opens[i] if i < len(opens) else False, whole=whole,
-                                   boxed_only=boxed_only)
+            region = regions[i] = answer_region(text, prompt_opens_think=opens[i] if i < len(opens) else False,
+                                                whole=whole, boxed_only=boxed_only)
             if not gold:
                 verdicts[i] = BAD_GOLD
             elif region is None:
@@ -718,27 +801,43 @@ def judge_batch(golds: list, texts: list, timeout_s: float = DEFAULT_TIMEOUT_S, 
                 verdicts[i] = NO_ANSWER
             else:
                 quick = fast_match(gold, region)
+                end = final_box(region) if quick is None else None
+                with _CACHE_LOCK:
+                    known = _CACHE.get((gold, region)) or (_CACHE.get((gold, end, "end")) if end else None)
                 if quick is not None:
                     verdicts[i] = CORRECT if quick else WRONG
-                else:
-                    with _CACHE_LOCK:
-                        known = _CACHE.get((gold, region))
-                    if known is not None:
-                        verdicts[i] = known
-                    else:
-                        todo.setdefault((gold, region), []).append(i)
+                elif known is not None:
+                    verdicts[i] = known
+                else:  # one check per distinct (gold, final box), or (gold, region) without one
+                    todo.setdefault((gold, end, True) if end else (gold, region, False), []).append(i)
         except Exception:  # a text we cannot even read: not judged
             verdicts[i] = ERROR
-    pairs = list(todo)
-    for pair, result in zip(pairs, pool().map(pairs, timeout_s, processes)):
-        verdict = _FROM_WORKER.get(result, ERROR)
-        if verdict in (CORRECT, WRONG, BAD_GOLD):
-            with _CACHE_LOCK:
-                _CACHE[pair] = verdict
-                if len(_CACHE) > CACHE_SIZE:
-                    _CACHE.popitem(last=False)
-        for i in todo[pair]:
-            verdicts[i] = verdict
+    while todo:  # a second round only for regions whose box did not parse after all
+        keys = list(todo)
+        jobs = []
+        for gold, key, is_end in keys:
+            region = regions[todo[(gold, key, is_end)][0]]
+            jobs.append((gold, region, key) if is_end else (gold, region))
+        again: dict = {}
+        for (gold, key, is_end), job, result in zip(keys, jobs, pool().map(jobs, timeout_s, processes)):
+            decided_on_end = False
+            if is_end and isinstance(result, list):
+                result, decided_on_end = result
+            verdict = _FROM_WORKER.get(result, ERROR) if isinstance(result, (bool, str, type(None))) else ERROR
+            indices = todo[(gold, key, is_end)]
+            if is_end and not decided_on_end and verdict not in (BAD_GOLD, TIMEOUT, ERROR):
+                rest = [i for i in indices if regions[i] != job[1]]
+                for i in rest:
+                    again.setdefault((gold, regions[i], False), []).append(i)
+                indices = [i for i in indices if i not in rest]
+            if verdict in (CORRECT, WRONG, BAD_GOLD):
+                with _CACHE_LOCK:
+                    _CACHE[(gold, key, "end") if decided_on_end else (gold, job[1])] = verdict
+                    if len(_CACHE) > CACHE_SIZE:
+                        _CACHE.popitem(last=False)
+            for i in indices:
+                verdicts[i] = verdict
+        todo = again
     return verdicts
 
 

@@ -272,3 +272,44 @@ def test_the_in_process_number_shortcut_agrees_with_math_verify():
     wrong = [(g, r, v, t) for (g, r, v), t in zip(decided, truth) if v != t]
     assert not wrong, wrong
     assert [fast_match(g, r) for g, r in NOT_FAST] == [None] * len(NOT_FAST)
+
+
+FINAL_BOX_REGIONS = [  # answer regions as completions end: the final box after summaries with and without math
+    "We have $3 + 4 = 7$.\nThe final answer is $\\boxed{7}$.", "Therefore, \\boxed{\\frac{3}{4}}",
+    "**Final Answer**\n\\[\n\\boxed{(1, 2]}\n\\]", "To solve this, note that \\(2 \\cdot 3 = 6\\). Hence\n\n\\boxed{6}",
+    "Substituting $x = 2$ gives $4$; so\n\\(\\boxed{x^2+1}\\)", "So the answer is $$\\boxed{12}$$",
+    "The answer is \\boxed{\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}}.", "Thus \\boxed{50\\%}", "So \\boxed{5} cm.",
+    "Hence \\boxed{x = 3}, as required.", "\\boxed{\\text{Monday}}", "Thus \\boxed{\\frac{1}{}}\nbut $5$ anyway",
+    "It is \\boxed{}\nand $x=2$", "Answer: $x = 4$\nso \\boxed{4}", "so \\boxed{1, 2} and 3", "\\boxed{3} and $4$",
+    "So $a$ is \\boxed{7}", "We get [\\boxed{3}]", "$$x$$ then \\boxed{5} $$y$$", "\\[x\\]\n\\boxed{2}",
+    "final answer is \\boxed{4} I hope", "\\boxed{2} \\boxed{3}", "1$\\boxed{2}$", "So \\boxed{2}\\%",
+]
+
+
+def test_the_final_box_shortcut_is_math_verifys_answer():
+    """Where final_box gives an end and Math-Verify parses a box in it, Math-Verify on the whole
+    region finds the same answer (so a verdict for (gold, end) holds for every region with that end)."""
+    import sys
+    from pathlib import Path
+
+    from math_verify import parse
+
+    from budgetreason.verify import extraction_targets, final_box
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from rewards import make_mix  # the benchmark's GRPO-shaped completions
+
+    from budgetreason.verify import answer_region
+
+    regions = FINAL_BOX_REGIONS + [answer_region(t) for t in make_mix(24, 4, 3)[1]]
+    checked = 0
+    for region in regions:
+        end = final_box(region)
+        if end is None:
+            continue
+        from_end = parse(end, extraction_targets())
+        if any(not isinstance(x, str) for x in from_end):
+            checked += 1
+            assert str(from_end) == str(parse(region, extraction_targets())), (region, end)
+    assert checked >= 60
+    assert [final_box(r) for r in FINAL_BOX_REGIONS[-8:-1]] == [None] * 7

@@ -12,7 +12,6 @@ import pytest
 from budgetreason import rewards, verify
 from budgetreason.rewards import (
     PRESETS,
-    STATS,
     accuracy_reward,
     format_reward,
     length_reward,
@@ -202,10 +201,10 @@ def test_micro_budget_total_reward():
     assert totals == [pytest.approx(1.2), 1.0, pytest.approx(0.2), 0.0]
 
 
-def test_unparsable_golds_are_skipped_timeouts_score_zero_both_counted_and_logged():
+def test_unparsable_golds_are_skipped_timeouts_score_zero_both_counted_and_logged(monkeypatch):
     """TRL 1.15's contract: None skips a sample (its own accuracy_reward returns None for a gold it
     cannot parse). A gold is a data fault, not the model's; a check out of time stays 0.0."""
-    STATS.pop()
+    monkeypatch.setattr(rewards, "STATS", rewards._Stats())  # a fresh run: the warning has not been given yet
     logged = []
     with pytest.warns(UserWarning):  # 2 of 4 golds do not parse: far above 1%
         out = accuracy_reward(["\\boxed{3}", "\\boxed{4}", "\\boxed{5}", "\\boxed{9^{9^{9^{9}}}}"],
@@ -215,7 +214,7 @@ def test_unparsable_golds_are_skipped_timeouts_score_zero_both_counted_and_logge
     assert rewards.stats() == {"judged": 1, "unjudged": 3}
     assert logged == [("rewards/unjudged", pytest.approx(3 / 4))]
     assert rewards.stats(reset=True) == {"judged": 1, "unjudged": 3}
-    assert STATS.pop() == {"judged": 0, "unjudged": 0}
+    assert rewards.STATS.pop() == {"judged": 0, "unjudged": 0}
 
 
 def test_unparsable_golds_warn_once_per_run_naming_rows(monkeypatch):
