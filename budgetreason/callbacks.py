@@ -271,7 +271,7 @@ class ProgressCallback(TrainerCallback):
             return
         left = self.run.clock.remaining_s()
         status = (f"reward {logs['reward']:.3f}  len {logs.get('completions/mean_length', 0):.0f}  "
-                  f"entropy {logs.get('entropy', float('nan')):.3f}")
+                  f"train entropy {logs.get('entropy', float('nan')):.3f}")
         if left is not None:
             status += f"  left {max(0, left) / 60:.1f} min"
         self.progress.update(self.task, completed=100 * self.run.clock.fraction(state.global_step),

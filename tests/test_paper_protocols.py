@@ -123,3 +123,26 @@ def test_eval_protocol_tina_writes_its_settings_into_eval_json(tmp_path):
     assert all(set(k for k in b if k.startswith("pass@")) == {"pass@1"} for b in result["benchmarks"].values())
     r = run_cli("eval", "--protocol", "tina", "--model", "tiny-arith", "--samples", "4", "--output", str(out))
     assert r.returncode == 2 and "--samples" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_tina_prompt_rule_keeps_long_prompts_cut_from_the_left_and_duplicates(tmp_path):
+    from transformers import AutoTokenizer
+
+    from budgetreason.data import _prompt_tokens, load_dataset_recipe
+    from budgetreason.models import tiny_model_dir
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir())
+    long = "12 + 34 = ? " * 80 + "What is 1 + 2?"
+    rows = [{"problem": long, "answer": "3"}, {"problem": "What is 2 + 2?", "answer": "4"},
+            {"problem": "What is 2 + 2?", "answer": "4"}]
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ours = load_dataset_recipe(str(path), tokenizer=tok, max_prompt_length=128)
+    assert (ours.report.dropped_too_long, ours.report.dropped_duplicates, len(ours.train)) == (1, 1, 1)
+    tina = load_dataset_recipe(str(path), tokenizer=tok, max_prompt_length=128, long_prompts="truncate_left",
+                               drop_duplicates=False)
+    assert (tina.report.truncated_left, tina.report.dropped_too_long, len(tina.train)) == (1, 0, 3)
+    cut = next(r["prompt"] for r in tina.train if r["solution"] == "3")
+    assert _prompt_tokens(tok, cut) <= 128 and cut[-1]["content"].endswith("What is 1 + 2?")
+    assert cut[0]["role"] == "system"  # the template and system prompt are kept; the problem's start is cut
+    assert "cut from the left" in tina.report.summary()
