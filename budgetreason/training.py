@@ -81,10 +81,12 @@ def _default(name: str):
     return f.default if f.default is not dataclasses.MISSING else f.default_factory()
 
 
-def resolve(config: RunConfig, reward_objects: dict | None = None) -> ResolvedRun:
+def resolve(config: RunConfig, reward_objects: dict | None = None, planned=None) -> ResolvedRun:
     """Fill every open setting: GPU, back-end, model, dataset, budget, and the planner's shape.
 
     `reward_objects` maps reward specs to the callables a Python caller passed (train(rewards=[fn])).
+    `planned` replaces the single-GPU planner (``train --gpus N`` passes its layout, which has the
+    same ``fits``/``config``/``to_dict`` as a Plan).
     """
     from budgetreason.backends import choose_engine
     from budgetreason.hardware import resolve_gpu
@@ -128,8 +130,8 @@ def resolve(config: RunConfig, reward_objects: dict | None = None) -> ResolvedRu
     )
     if not gpu.is_cuda or generation != "vllm":
         fixed.pop("vllm_gpu_memory_utilization")
-    p = plan(gpu, arch, hours or 1.0, headroom=config.headroom, backend=backend, generation=generation,
-             val_problems=_val_problems(config), val_samples=config.val_samples, **fixed)
+    p = planned or plan(gpu, arch, hours or 1.0, headroom=config.headroom, backend=backend, generation=generation,
+                        val_problems=_val_problems(config), val_samples=config.val_samples, **fixed)
     if not p.fits:
         raise BudgetError(f"{model} does not fit {gpu.name}: {p.warnings[-1]}. Would fit: "
                           f"{'; '.join(p.suggestions) or 'nothing in the catalogs'}.")
@@ -224,7 +226,7 @@ def train_overrides_from_folder(path: str) -> dict:
 
 # ---- the run -------------------------------------------------------------------------------------------
 def train(config: RunConfig | dict | str | None = None, *, callbacks: list | None = None, console=None,
-          **overrides) -> RunResult:
+          planned=None, **overrides) -> RunResult:
     """Train with GRPO on LoRA inside the budget; returns how the run ended.
 
     `config` is a RunConfig, a dict of its fields, a recipe name or a YAML path; keyword
@@ -241,7 +243,7 @@ def train(config: RunConfig | dict | str | None = None, *, callbacks: list | Non
         from budgetreason.custom_rewards import split_user_rewards
 
         overrides["reward_funcs"], objects = split_user_rewards(overrides.pop("rewards"))
-    run = check_folder(resolve(_user_config(config, overrides), reward_objects=objects))
+    run = check_folder(resolve(_user_config(config, overrides), reward_objects=objects, planned=planned))
     retries = 0
     while True:
         try:

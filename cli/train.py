@@ -13,6 +13,7 @@ from cli.options import (
     FourBitOpt,
     GenerationOpt,
     GpuOpt,
+    GpusOpt,
     GradAccumOpt,
     HoursOpt,
     KOpt,
@@ -69,9 +70,16 @@ def train_cmd(
     val_samples: Annotated[int | None, typer.Option("--val-samples", help="Samples per validation problem.")] = None,
     val_data: Annotated[str | None, typer.Option("--val-data", help="Local copy of the validation benchmark.")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar (logs only).")] = False,
+    gpus: GpusOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="With --gpus: write the accelerate config and the commands, run nothing.")] = False,
+    port: Annotated[int, typer.Option("--port", help="With --gpus: the vLLM server's port.")] = 8000,
 ) -> None:
     """Train with GRPO on LoRA until the budget or --max-steps ends; re-run the same command to resume."""
+    from budgetreason.errors import BudgetError
     from budgetreason.training import train, train_overrides_from_folder
+
+    if dry_run and not gpus:
+        raise BudgetError("--dry-run writes the several-GPU launch files; give it with --gpus N.")
 
     base = config
     if resume:
@@ -93,6 +101,9 @@ def train_cmd(
         val_samples=val_samples, val_data=val_data,
         progress=False if no_progress else None,
     )
+    if gpus:
+        _launch(gpus, base, overrides, dry_run, port)
+        return
     try:
         result = train(base, **overrides)
     except KeyboardInterrupt as e:  # the run saved a checkpoint first (budgetreason.callbacks.GracefulStop)
@@ -112,3 +123,17 @@ def _val_every(value: str | None) -> int | str | None:
         from budgetreason.errors import BudgetError
 
         raise BudgetError(f"--val-every must be a step count or 'auto', got '{value}'.") from None
+
+
+def _launch(gpus: int, base, overrides: dict, dry_run: bool, port: int) -> None:
+    from budgetreason import launch
+
+    overrides = {k: v for k, v in overrides.items() if k not in ("backend", "progress")} | {
+        "backend": overrides.get("backend"), "gpu": None if overrides.get("gpu") == "auto" else overrides.get("gpu")}
+    plan = launch.prepare(gpus, base, port=port, **overrides)
+    if dry_run:
+        for path in plan.write():
+            typer.echo(f"wrote {path}")
+        typer.echo("\n".join(plan.shell_lines()))
+        return
+    raise typer.Exit(launch.run(plan))
