@@ -29,7 +29,7 @@ VERL_VERSION = "0.9"
 #: constant length; dapo averages over all tokens of the batch.
 LOSS_AGG_MODE = {"grpo": "seq-mean-token-mean", "dr_grpo": "seq-mean-token-sum-norm", "dapo": "token-mean"}
 
-REWARD_MODULE = '''"""verl reward for a budgetreason export: the {preset} preset ({describe}).
+REWARD_MODULE = '''"""verl reward for a budgetreason export: {describe}.
 
 verl calls compute_score once per response with the decoded response (prompt excluded) and the
 row's reward_model.ground_truth; budgetreason's rewards judge it with Math-Verify as in training.
@@ -41,12 +41,20 @@ from budgetreason.rewards import accuracy_reward, preset
 #: Whether the chat template ends the prompt with <think> (DeepSeek-R1 distills): the format reward
 #: then judges the response as if it opened with it. Read from the tokenizer at export time.
 PROMPT_OPENS_THINK = {opens!r}
-PRESET = preset({preset!r}, prompt_opens_think=PROMPT_OPENS_THINK)
+#: The run's own rewards (module:function specs) and weights, or none for the preset.
+SPECS, SPEC_WEIGHTS = {specs!r}, {weights!r}
+if SPECS:
+    from budgetreason.custom_rewards import load_reward
+
+    FUNCS, WEIGHTS = [load_reward(s) for s in SPECS], SPEC_WEIGHTS or [1.0] * len(SPECS)
+else:
+    _preset = preset({preset!r}, prompt_opens_think=PROMPT_OPENS_THINK)
+    FUNCS, WEIGHTS = _preset.funcs, _preset.weights
 
 
 def compute_score(data_source, solution_str, ground_truth, extra_info=None):
-    """The preset's weighted sum for one response: sum(weight * reward)."""
-    return float(sum(w * f([solution_str], solution=[ground_truth])[0] for f, w in zip(PRESET.funcs, PRESET.weights)))
+    """The run's weighted reward for one response: sum(weight * reward), as TRL sums reward_weights."""
+    return float(sum(w * f([solution_str], solution=[ground_truth])[0] for f, w in zip(FUNCS, WEIGHTS)))
 
 
 def accuracy(data_source, solution_str, ground_truth, extra_info=None):
@@ -271,15 +279,16 @@ def export(source: str, output: str | None = None, *, gpus: int = 1, **overrides
         shape["per_device_train_batch_size"] -= 1
     kwargs = dict(data_files=cfg.data_path, problem_column=cfg.problem_column, answer_column=cfg.answer_column,
                   seed=cfg.seed, val_size=cfg.val_size, limit=cfg.dataset_limit)
-    for name in ("config", "split"):  # hub subsets and splits, where this version of the schema has them
-        value = getattr(cfg, f"dataset_{name}", None)
+    for name, field_name in (("config", "dataset_config"), ("split", "split")):  # a hub dataset's subset and split
+        value = getattr(cfg, field_name, None)
         if value is not None:
             kwargs[name] = value
     prepared = load_dataset_recipe(dataset, **kwargs)
     notes.append("prompts longer than max_prompt_length are dropped by verl (data.filter_overlong_prompts), "
                  "as budgetreason drops them")
 
-    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     out.mkdir(parents=True, exist_ok=True)
     source_name = f"budgetreason/{dataset}"
@@ -289,7 +298,7 @@ def export(source: str, output: str | None = None, *, gpus: int = 1, **overrides
             continue
         path = out / f"{split}.parquet"
         data = verl_rows(list(part), source_name, split)
-        datasets.Dataset.from_list(data).to_parquet(str(path))
+        pq.write_table(pa.Table.from_pylist(data), path)
         files.append(path)
         rows[split] = len(data)
     opens = _opens_think(cfg.model)
@@ -298,9 +307,16 @@ def export(source: str, output: str | None = None, *, gpus: int = 1, **overrides
                      "(True for the DeepSeek-R1 distills, whose template ends the prompt with <think>)")
     from budgetreason.rewards import preset
 
-    p = preset(cfg.rewards)
+    specs = list(getattr(cfg, "reward_funcs", None) or [])
+    weights = list(getattr(cfg, "reward_weights", None) or [])
+    describe = (" + ".join(f"{w:g}·{s}" for s, w in zip(specs, weights or [1.0] * len(specs))) if specs
+                else f"the {cfg.rewards} preset ({preset(cfg.rewards).describe()})")
+    if specs:
+        notes.append("your reward functions get the response and the gold answer only (verl passes no other "
+                     "dataset columns; extra_info holds split, index and problem)")
     reward = out / "reward.py"
-    reward.write_text(REWARD_MODULE.format(preset=cfg.rewards, describe=p.describe(), opens=opens))
+    reward.write_text(REWARD_MODULE.format(preset=cfg.rewards, describe=describe, opens=opens, specs=specs,
+                                           weights=weights))
     files.append(reward)
     total_steps = cfg.max_steps or (plan or {}).get("est_steps")
     val = out / ("val.parquet" if "val" in rows else "train.parquet")
