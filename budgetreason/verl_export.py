@@ -52,14 +52,24 @@ else:
     FUNCS, WEIGHTS = _preset.funcs, _preset.weights
 
 
+def _score(fn, solution_str, ground_truth):
+    return fn([solution_str], solution=[ground_truth])[0]
+
+
 def compute_score(data_source, solution_str, ground_truth, extra_info=None):
-    """The run's weighted reward for one response: sum(weight * reward), as TRL sums reward_weights."""
-    return float(sum(w * f([solution_str], solution=[ground_truth])[0] for f, w in zip(FUNCS, WEIGHTS)))
+    """The run's weighted reward for one response: sum(weight * reward), as TRL sums reward_weights.
+
+    A reward that could not judge (None) is left out of the sum, as TRL's nansum does; verl needs
+    a number, so a response no reward judged scores 0.0.
+    """
+    scores = [(w, _score(f, solution_str, ground_truth)) for f, w in zip(FUNCS, WEIGHTS)]
+    return float(sum(w * s for w, s in scores if s is not None))
 
 
 def accuracy(data_source, solution_str, ground_truth, extra_info=None):
-    """budgetreason's binary accuracy reward alone (custom_reward_function.name=accuracy)."""
-    return accuracy_reward([solution_str], solution=[ground_truth])[0]
+    """budgetreason's accuracy reward alone (custom_reward_function.name=accuracy); None becomes 0.0."""
+    score = _score(accuracy_reward, solution_str, ground_truth)
+    return 0.0 if score is None else float(score)
 '''
 
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from budgetreason.errors import BudgetError
-from budgetreason.rewards import accuracy_reward, format_reward
+from budgetreason.rewards import accuracy_reward, preset
 from budgetreason.verl_export import export
 from tests.conftest import ROOT, run_cli
 from tests.test_answer_equivalence import ALL
@@ -63,22 +63,25 @@ def test_parquet_has_verls_rows_and_columns(tina):
 def test_reward_module_accuracy_scores_the_projects_cases_as_budgetreason(tina):
     mod = _module(tina.output / "reward.py")
     golds, texts = [g for g, _, _ in ALL], [t for _, t, _ in ALL]
-    expected = accuracy_reward(texts, solution=golds)
+    # One batch call, as TRL scores a batch; verl needs a number, so "not judged" (None) reads 0.0.
+    expected = [0.0 if s is None else s for s in accuracy_reward(texts, solution=golds)]
     got = [mod.accuracy("budgetreason/open-rs", t, g, {"split": "train"}) for g, t in zip(golds, texts)]
     assert got == expected
     assert sum(expected) > 0 and 0.0 in expected
 
 
 def test_reward_module_compute_score_is_the_presets_weighted_sum(tina):
-    """tina: 2·accuracy + 1·format, for a response verl passes without the prompt."""
+    """tina: the preset's rewards and weights, summed as TRL sums reward_weights (unjudged left out)."""
     mod = _module(tina.output / "reward.py")
+    p = preset("tina", prompt_opens_think=mod.PROMPT_OPENS_THINK)
+    assert p.weights == (2.0, 1.0) and mod.WEIGHTS == p.weights
     cases = [("7", "<think>\n3+4\n</think>\n\\boxed{7}"), ("7", "\\boxed{7}"), ("7", "<think>\nx\n</think>\n\\boxed{8}"),
-             ("3/4", "<think>a</think><think>b</think> \\boxed{0.75}")]
-    opens = mod.PROMPT_OPENS_THINK
-    for gold, text in cases:
-        acc = accuracy_reward([text], solution=[gold])[0]
-        fmt = format_reward([text], prompts=["<think>\n" if opens else ""])[0]
-        assert mod.compute_score("budgetreason/open-rs", text, gold) == 2 * acc + 1 * fmt
+             ("3/4", "<think>a</think><think>b</think> \\boxed{0.75}")] + [(g, t) for g, t, _ in ALL[:40]]
+    golds, texts = [g for g, _ in cases], [t for _, t in cases]
+    per_func = [f(texts, solution=golds) for f in p.funcs]  # one batch per reward, as TRL calls them
+    for i, (gold, text) in enumerate(cases):
+        expected = sum(w * s[i] for w, s in zip(p.weights, per_func) if s[i] is not None)
+        assert mod.compute_score("budgetreason/open-rs", text, gold) == expected, (gold, text)
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
