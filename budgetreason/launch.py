@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 from budgetreason.config import RunConfig, slug
 from budgetreason.errors import BudgetError
@@ -196,6 +197,7 @@ def prepare(gpus: int, config: RunConfig | dict | str | None = None, *, port: in
         cfg, model=cfg.model, dataset=dataset, gpu=layout.gpu.key, backend="trl", budget_hours=hours,
         budget_usd=None, lora_rank=c["lora_rank"], lora_alpha=c["lora_alpha"],
         lora_target_modules=c["lora_target_modules"], num_generations=c["num_generations"],
+        prompts_per_step=layout.completions_per_step // c["num_generations"],
         per_device_train_batch_size=c["per_device_train_batch_size"],
         gradient_accumulation_steps=c["gradient_accumulation_steps"], max_prompt_length=c["max_prompt_length"],
         max_completion_length=c["max_completion_length"], load_in_4bit=False,
@@ -295,6 +297,8 @@ class SavedLayout:
         self.data = data
         self.fits, self.config = data["fits"], data["config"]
         self.warnings, self.suggestions = data["warnings"], data["suggestions"]
+        self.est_steps = data["est_steps"]
+        self.shape = SimpleNamespace(prompts_per_step=data["prompts_per_step"])  # the whole step's, over all trainers
 
     def to_dict(self) -> dict:
         return self.data

@@ -447,7 +447,7 @@ def layout_for_config(gpus: int, config, hours: float | None = None) -> Layout:
         raise BudgetError("With --gpus, give --batch (per GPU) and let the planner choose --grad-accum.")
     gpu = config.gpu if config.gpu not in (None, "") else "auto"
     return plan_layout(gpus, gpu, model, hours or config.budget_hours or 24.0, vram_gb=config.vram_gb,
-                       headroom=config.headroom, **fixed)
+                       headroom=config.headroom, prompts_per_step=getattr(config, "prompts_per_step", None), **fixed)
 
 
 def layout_view(layout: Layout):

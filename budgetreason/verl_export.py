@@ -27,7 +27,8 @@ VERL_VERSION = "0.9"
 #: TRL loss_type → verl actor.loss_agg_mode (verl/trainer/ppo/core_algos.py ``agg_loss``):
 #: grpo normalises each sequence by its length then averages sequences; dr_grpo sums tokens over a
 #: constant length; dapo averages over all tokens of the batch.
-LOSS_AGG_MODE = {"grpo": "seq-mean-token-mean", "dr_grpo": "seq-mean-token-sum-norm", "dapo": "token-mean"}
+LOSS_AGG_MODE = {"grpo": "seq-mean-token-mean", "dr_grpo": "seq-mean-token-sum-norm", "dapo": "token-mean",
+                 "bnpo": "token-mean"}
 
 REWARD_MODULE = '''"""verl reward for a budgetreason export: {describe}.
 
@@ -125,8 +126,10 @@ def _shape(cfg: RunConfig, plan: dict | None, notes: list[str]):
         out["lora_target_modules"] = list(parse_targets(out["lora_target_modules"]))
     generation = out["per_device_train_batch_size"] * out["gradient_accumulation_steps"]
     given = cfg.per_device_train_batch_size and cfg.gradient_accumulation_steps or plan
-    out["prompts_per_step"] = generation // out["num_generations"] if given else MAX_PROMPTS_PER_STEP
-    if not given:
+    out["prompts_per_step"] = (getattr(cfg, "prompts_per_step", None) or (plan or {}).get("prompts_per_step")
+                               or (generation // out["num_generations"] if given else None))
+    if out["prompts_per_step"] is None:
+        out["prompts_per_step"] = MAX_PROMPTS_PER_STEP
         notes.append(f"prompts per step not fixed by the recipe: {MAX_PROMPTS_PER_STEP} (the planner's cap)")
     return out
 
@@ -137,7 +140,7 @@ def overrides_for(cfg: RunConfig, shape: dict, *, train_file: str, val_file: str
     beta = cfg.beta or 0.0
     o: dict[str, object] = {
         "algorithm.adv_estimator": "grpo",
-        "algorithm.norm_adv_by_std_in_grpo": cfg.loss != "dr_grpo",  # TRL scale_rewards: group, or none (Dr. GRPO)
+        "algorithm.norm_adv_by_std_in_grpo": _scale(cfg) != "none",  # TRL scale_rewards group (or none)
         "algorithm.use_kl_in_reward": False,
         "data.train_files": train_file,
         "data.val_files": val_file,
@@ -154,8 +157,9 @@ def overrides_for(cfg: RunConfig, shape: dict, *, train_file: str, val_file: str
         "actor_rollout_ref.model.target_modules": "[" + ",".join(shape["lora_target_modules"]) + "]",
         "actor_rollout_ref.model.enable_gradient_checkpointing": True,
         "actor_rollout_ref.actor.optim.lr": cfg.learning_rate or 1e-6,
-        "actor_rollout_ref.actor.optim.weight_decay": 0.0,
-        "actor_rollout_ref.actor.optim.lr_scheduler_type": "cosine",
+        "actor_rollout_ref.actor.optim.weight_decay": getattr(cfg, "weight_decay", 0.0),
+        "actor_rollout_ref.actor.optim.lr_scheduler_type": "constant" if getattr(cfg, "lr_scheduler", "") == "constant"
+        else "cosine",
         "actor_rollout_ref.actor.optim.lr_warmup_steps_ratio": cfg.warmup_ratio,
         "actor_rollout_ref.actor.optim.min_lr_ratio": cfg.min_lr_ratio,
         "actor_rollout_ref.actor.optim.clip_grad": cfg.max_grad_norm,
@@ -199,6 +203,11 @@ def overrides_for(cfg: RunConfig, shape: dict, *, train_file: str, val_file: str
     return [f"{k}={_value(v)}" for k, v in o.items()]
 
 
+def _scale(cfg: RunConfig) -> str:
+    """TRL's scale_rewards as the run means it: None is none for dr_grpo, else group."""
+    return getattr(cfg, "scale_rewards", None) or ("none" if cfg.loss == "dr_grpo" else "group")
+
+
 def _value(v) -> str:
     if isinstance(v, bool):
         return "True" if v else "False"
@@ -212,8 +221,20 @@ def _unmapped(cfg: RunConfig, total_steps: int | None) -> list[str]:
         out.append(f"budget_hours {cfg.budget_hours:g}: verl stops by steps, not time; "
                    + (f"trainer.total_training_steps={total_steps} is the plan's estimate" if total_steps
                       else "set trainer.total_training_steps (or trainer.total_epochs)"))
-    out.append("the learning-rate schedule: budgetreason warms up and decays over the time budget, verl over "
-               "total_training_steps (same warm-up ratio, cosine and floor)")
+    horizon = getattr(cfg, "schedule_steps", None)
+    if horizon and horizon != cfg.max_steps:
+        out.append(f"schedule_steps {horizon}: verl's schedule spans trainer.total_training_steps, which is also where "
+                   f"it stops ({total_steps}); there is no separate horizon")
+    elif not horizon and not cfg.max_steps:
+        out.append("the learning-rate schedule: budgetreason's horizon comes from the time budget, verl's from "
+                   "trainer.total_training_steps (same warm-up ratio, cosine and floor)")
+    if _scale(cfg) == "batch":
+        out.append("scale_rewards batch: verl's GRPO divides by the group's std (norm_adv_by_std_in_grpo) or not at all")
+    if cfg.loss == "bnpo":
+        out.append("loss bnpo: verl's token-mean averages over the mini-batch, TRL's bnpo over each micro-batch")
+    for name in ("vllm_importance_sampling_correction", "use_bias_correction_kl"):
+        if getattr(cfg, name, False):
+            out.append(f"{name}: TRL 1.15's, not exported (verl has its own algorithm.rollout_correction)")
     if cfg.lora_dropout:
         out.append(f"lora_dropout {cfg.lora_dropout:g}: verl's FSDP actor has no LoRA dropout setting "
                    "(actor_rollout_ref.model.lora.dropout is the Megatron backend's)")

@@ -27,7 +27,7 @@ def _tina_layout():
 
 def test_tina_recipe_on_two_l40s_is_one_server_one_trainer_and_fits():
     lay = _tina_layout()
-    assert lay.fits and lay.gpu.key == "l40s" and lay.hours == 16
+    assert lay.fits and lay.gpu.key == "l40s"
     assert (lay.server_gpus, lay.trainer_gpus, lay.zero_stage) == (1, 1, 0)
     c = lay.config
     assert (c["lora_rank"], c["lora_alpha"], c["num_generations"], c["max_completion_length"]) == (32, 128, 6, 3584)
@@ -120,7 +120,7 @@ def test_cli_plan_gpus_json_and_table():
     r = run_cli("plan", "--gpus", "2", "--gpu", "l40s", "--config", "tina-open-rs2", "--json")
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
-    assert (d["server_gpus"], d["trainer_gpus"], d["hours"]) == (1, 1, 16)
+    assert (d["server_gpus"], d["trainer_gpus"], d["prompts_per_step"]) == (1, 1, 8)  # the recipe pins 8 prompts
     assert set(d["roles"]["trainer"]["memory_gib"]) >= {"base_weights", "lora_params", "optimizer_states",
                                                        "activations", "logits"}
     assert set(d["roles"]["server"]["memory_gib"]) >= {"vllm_weights", "kv_cache"}

@@ -132,7 +132,8 @@ def test_tina_settings_map_one_to_one(tina):
     assert Path(o["reward.custom_reward_function.path"]) == (tina.output / "reward.py").resolve()
     prompts, k, b = int(o["data.train_batch_size"]), 6, int(o["actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu"])
     assert (prompts * k // 2) % b == 0  # each GPU's share of a step is whole micro-batches
-    assert any("lora_dropout" in n for n in tina.notes) and any("budget_hours" in n for n in tina.notes)
+    assert any("lora_dropout" in n for n in tina.notes) and any("schedule_steps 1500" in n for n in tina.notes)
+    assert o["trainer.total_training_steps"] == "850"  # the recipe stops at max_steps 850
     launch = (tina.output / "launch.sh").read_text()
     assert "python3 -m verl.trainer.main_ppo" in launch and "algorithm.adv_estimator=grpo" in launch
 
