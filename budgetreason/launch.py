@@ -185,6 +185,8 @@ def prepare(gpus: int, config: RunConfig | dict | str | None = None, *, port: in
     if cfg.backend not in ("auto", "trl"):
         raise BudgetError(f"--gpus runs transformers + PEFT trainers with TRL's vLLM server; --backend {cfg.backend} "
                           "is single-GPU only (leave --backend out).")
+    if getattr(cfg, "generation", "auto") == "hf":
+        raise BudgetError("--gpus generates on TRL's vLLM server; drop --generation hf.")
     if cfg.load_in_4bit:
         raise BudgetError("--gpus trains 16-bit base weights (TRL's vLLM server loads 16-bit); drop --load-in-4bit.")
     layout = layout_for_config(gpus, cfg, hours)
@@ -204,6 +206,8 @@ def prepare(gpus: int, config: RunConfig | dict | str | None = None, *, port: in
         vllm_gpu_memory_utilization=c["vllm_gpu_memory_utilization"], vllm_standby=False, optim=c["optim"],
         learning_rate=cfg.learning_rate or DEFAULT_LR, extra={**cfg.extra, **server_settings(port)},
     )
+    if "generation" in RunConfig.__dataclass_fields__:
+        resolved = dataclasses.replace(resolved, generation="vllm")
     if resolved.output is None:
         resolved.output = str(Path("runs") / f"{slug(resolved.model)}-{slug(dataset)}-r{resolved.lora_rank}-s{resolved.seed}")
     out = Path(resolved.output)

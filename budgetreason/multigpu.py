@@ -363,7 +363,7 @@ def _choose(cands: list[_Candidate]) -> _Candidate | None:
 
 def _layout(c: _Candidate, gpu: GPU, model: ModelArch, hours: float, gpus: int, headroom: float, fits: bool) -> Layout:
     shape = c.shape.replace(generation_concurrency=c.concurrency or None)
-    steps = timing.steps_in_budget(c.step.total_s, hours, "trl")
+    steps = timing.steps_in_budget(c.step.total_s, hours, "vllm")
     return Layout(fits=fits, gpu=gpu, model=model, hours=hours, num_gpus=gpus, server_gpus=c.tp,
                   trainer_gpus=c.trainers, zero_stage=c.stage, shape=shape, server=c.server, trainer=c.trainer,
                   step=c.step, est_steps=steps, headroom=headroom)

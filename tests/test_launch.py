@@ -37,7 +37,7 @@ def _grpo_config(config_path, tmp_path):
 
     cfg = RunConfig.from_yaml(config_path)
     run = ResolvedRun(config=cfg, plan=None, folder=RunFolder(tmp_path / "run"), backend=cfg.backend,
-                      gpu=replace(catalog()[cfg.gpu], is_cuda=False))
+                      gpu=replace(catalog()[cfg.gpu], is_cuda=False), generation="vllm")
     return cfg, grpo_config(run, preset(cfg.rewards))
 
 
