@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import signal
 import time
 from collections import deque
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from transformers import TrainerCallback
 
 from budgetreason.budget import REFINE_AFTER, BudgetClock, Horizon, refined_steps
-from budgetreason.runfolder import RunFolder
+from budgetreason.runfolder import DiskFull, RunFolder, human_bytes
 
 #: TRL's log keys → the names metrics.jsonl uses (rewards/<name>/mean becomes rewards/<name>).
 RENAME = {
@@ -51,6 +52,10 @@ class RunState:
     """Extra values (validation) to merge into the next metrics line."""
     last_step_seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    save_total_limit: int | None = None
+    checkpoint_bytes: int | None = None
+    """Size of one checkpoint: measured from the last one, estimated from the LoRA parameters before it."""
+    console: object = None
 
     def typical_step(self) -> float:
         return max(self.step_seconds) if self.step_seconds else 0.0
@@ -66,8 +71,14 @@ class BudgetCallback(TrainerCallback):
         self._last_save = time.monotonic()
         self._save_started = None
 
-    def on_train_begin(self, args, state, control, **kw):
+    def on_train_begin(self, args, state, control, model=None, **kw):
         self._last_save = time.monotonic()
+        self.run.checkpoint_bytes = self.run.folder.checkpoint_bytes()
+        if self.run.checkpoint_bytes is None and model is not None:
+            # LoRA weights (fp32) plus Adam's two moments, plus tokenizer, RNG and trainer state.
+            trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            self.run.checkpoint_bytes = 12 * trainable + 2**20
+        self._warned_disk = False
 
     def on_step_begin(self, args, state, control, **kw):
         self._step_start = time.monotonic()
@@ -88,8 +99,26 @@ class BudgetCallback(TrainerCallback):
         if self.run.save_minutes and time.monotonic() - self._last_save >= 60 * self.run.save_minutes:
             control.should_save = True
         if control.should_save:
+            self._check_disk(state.global_step)
             self._save_started = time.monotonic()
         return control
+
+    def _check_disk(self, step: int) -> None:
+        """Refuse a save the disk cannot hold (before half a checkpoint is written); warn when two more won't fit."""
+        need = self.run.checkpoint_bytes
+        if not need:
+            return
+        free = shutil.disk_usage(self.run.folder.path).free
+        if free < need:
+            raise DiskFull(disk_full_message(self.run.folder, free, need))
+        if free < 2 * need and not getattr(self, "_warned_disk", False):
+            self._warned_disk = True
+            msg = (f"disk nearly full at {self.run.folder.path}: {human_bytes(free)} free, a checkpoint needs "
+                   f"{human_bytes(need)}; free space or lower save_total_limit before the next save")
+            self.run.warnings.append(msg)
+            self.run.folder.event("warning", msg, step=step, warning="disk")
+            if self.run.console is not None:
+                self.run.console.print(f"[yellow]warning (step {step}):[/] {msg}")
 
     def _stop(self, control, reason: str) -> None:
         if self.run.stop_reason is None:
@@ -105,6 +134,8 @@ class BudgetCallback(TrainerCallback):
                 "elapsed_s": self.run.clock.elapsed(),
                 "metrics_lines": len(self.run.folder.read_metrics()),
             })
+            self.run.checkpoint_bytes = self.run.folder.checkpoint_bytes() or self.run.checkpoint_bytes
+        self.run.folder.prune_set_aside(self.run.save_total_limit)
         now = time.monotonic()
         if self._save_started is not None:
             self.run.save_seconds = max(5.0, now - self._save_started)
@@ -135,6 +166,13 @@ class ScheduleCallback(TrainerCallback):
         self.run.folder.event("schedule", f"horizon {before} → {h.steps} steps from the measured step time",
                               step=state.global_step, horizon=h.steps)
         return control
+
+
+def disk_full_message(folder: RunFolder, free: int, need: int) -> str:
+    last = folder.latest_complete_checkpoint()
+    return (f"disk full at {folder.path}: {human_bytes(free)} free, a checkpoint needs {human_bytes(need)}; the last "
+            f"good checkpoint is {last.name if last else 'none (nothing saved yet)'}. Free space, then re-run the "
+            "same command to resume.")
 
 
 class MetricsCallback(TrainerCallback):

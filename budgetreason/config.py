@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import types
+import typing
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +56,9 @@ class RunConfig:
     answer_column: str | None = None
     dataset_limit: int | None = None
     """Use only the first N rows after shuffling (quick trials)."""
-    val_size: int = 0
-    """Held-out rows of the training data kept out of training (not the validation benchmark)."""
+    val_size: int | float = 0
+    """Held-out rows of the training data kept out of training (a count, or a fraction below 1; not the
+    validation benchmark)."""
     long_prompts: str = "drop"
     """Prompts over max_prompt_length: drop them (budgetreason's rule) or keep their last tokens (Tina's)."""
     drop_duplicates: bool = True
@@ -176,6 +180,8 @@ class RunConfig:
         def bad(msg: str) -> None:
             raise BudgetError(msg)
 
+        for f in fields(self):  # types first: the checks below compare numbers
+            setattr(self, f.name, coerce(f.name, getattr(self, f.name)))
         if self.lora_rank is not None and self.lora_rank < 1:
             bad(f"--rank must be at least 1, got {self.lora_rank}.")
         if self.num_generations is not None and self.num_generations < 2:
@@ -242,27 +248,20 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> RunConfig:
+    def from_dict(cls, data: dict[str, Any], source: str = "config", where: dict[str, str] | None = None
+                  ) -> RunConfig:
+        """Build from settings; `where` maps a setting to the place it came from (" (file, line N)")."""
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
             raise BudgetError(f"Unknown setting(s) in {source}: {', '.join(unknown)}. See docs/training.md for the fields.")
-        return cls(**data)
+        where = where or {}
+        return cls(**{k: coerce(k, v, where.get(k, "")) for k, v in data.items()})
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RunConfig:
-        import yaml
-
-        p = Path(path)
-        if not p.is_file():
-            raise BudgetError(f"Config file '{path}' does not exist.")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise BudgetError(f"Config file '{path}' is not valid YAML: {str(e).splitlines()[0]}") from None
-        if not isinstance(data, dict):
-            raise BudgetError(f"Config file '{path}' must hold a mapping of settings.")
-        return cls.from_dict(data, source=str(path))
+        data, lines = read_yaml(path)
+        return cls.from_dict(data, source=str(path), where={k: f" ({path}, line {n})" for k, n in lines.items()})
 
     def to_yaml(self) -> str:
         import yaml
@@ -277,6 +276,78 @@ class RunConfig:
 
     def identity(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in IDENTITY_FIELDS}
+
+
+def read_yaml(path: str | Path) -> tuple[dict[str, Any], dict[str, int]]:
+    """A YAML file of settings and the line of each top-level key; one-line errors for a missing,
+    malformed or non-mapping file."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise BudgetError(f"Config file '{path}' does not exist.")
+    text = p.read_text(errors="replace")
+    try:
+        data = yaml.safe_load(text)
+        node = yaml.compose(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(e, "problem", None) or str(e).strip().splitlines()[0]
+        raise BudgetError(f"Config file '{path}' is not valid YAML{at}: {what}; fix the file (YAML is "
+                          "'name: value', one per line).") from None
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        raise BudgetError(f"Config file '{path}' must hold a mapping of settings (name: value lines).")
+    lines = {}
+    if isinstance(node, yaml.MappingNode):
+        lines = {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+    return data, lines
+
+
+@lru_cache(maxsize=1)
+def _hints() -> dict[str, Any]:
+    return typing.get_type_hints(RunConfig)
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text", list: "a list of text",
+          dict: "a mapping of name: value"}
+
+
+def coerce(name: str, value: Any, where: str = "") -> Any:
+    """`value` as the type of RunConfig's field `name`, or a one-line BudgetError.
+
+    Integers are accepted where floats are meant, and so are numeric strings: PyYAML reads
+    `1e-3` (no dot) as the string '1e-3', which users mean as a number.
+    """
+    hint = _hints().get(name)
+    if hint is None:
+        return value
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
+        else (hint,)
+    if value is None and type(None) in options:
+        return None
+    kinds = [typing.get_origin(t) or t for t in options if t is not type(None)]
+    for kind in kinds:
+        if kind is bool and isinstance(value, bool):
+            return value
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if kind is float and isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+            return float(value)
+        if kind is str and isinstance(value, str):
+            return value
+        if kind is list and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return list(value)
+        if kind is dict and isinstance(value, dict):
+            return value
+    want = " or ".join(dict.fromkeys(_KINDS.get(k, getattr(k, "__name__", str(k))) for k in kinds))
+    empty = " (or empty)" if type(None) in options else ""
+    raise BudgetError(f"{name} must be {want}{empty}, got {value!r}{where}; fix the value.")
 
 
 def slug(text: str) -> str:

@@ -60,16 +60,27 @@ class DataReport:
     dropped_too_long: int = 0
     truncated_left: int = 0
     """Prompts over max_prompt_length kept by cutting the problem's beginning (long_prompts: truncate_left)."""
+    dropped_not_utf8: int = 0
+    not_utf8_lines: list[int] = field(default_factory=list)
+    """1-based line numbers in the file of the rows skipped because they are not UTF-8."""
     rows_train: int = 0
     rows_val: int = 0
     columns: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         drops = [f"{n} {what}" for n, what in ((self.dropped_empty_answer, "empty answers"),
-                 (self.dropped_duplicates, "duplicates"), (self.dropped_too_long, "prompts too long")) if n]
+                 (self.dropped_duplicates, "duplicates"), (self.dropped_too_long, "prompts too long"),
+                 (self.dropped_not_utf8, "rows not UTF-8")) if n]
         return (f"{self.source}: {self.rows_in} rows, {self.rows_train} train / {self.rows_val} validation"
                 + (f" (dropped {', '.join(drops)})" if drops else "")
                 + (f", {self.truncated_left} long prompts cut from the left" if self.truncated_left else ""))
+
+    def skipped_lines(self) -> list[str]:
+        """One line per kind of skipped row that names the rows (for events.jsonl and the console)."""
+        if not self.not_utf8_lines:
+            return []
+        shown = ", ".join(map(str, self.not_utf8_lines[:10])) + (" …" if len(self.not_utf8_lines) > 10 else "")
+        return [f"{self.source}: skipped {self.dropped_not_utf8} row(s) that are not UTF-8 text (line {shown})"]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -101,8 +112,12 @@ def get_recipe(name: str) -> Recipe:
     return reg[name]
 
 
-def read_local(path: Path, split: str | None = None) -> list[dict]:
-    """Rows of a local .jsonl/.json/.parquet/.csv file or a ``save_to_disk`` folder (its `split`, else train)."""
+def read_local(path: Path, split: str | None = None, not_utf8: list[int] | None = None) -> list[dict]:
+    """Rows of a local .jsonl/.json/.parquet/.csv file or a ``save_to_disk`` folder (its `split`, else train).
+
+    An empty file has no rows. In line-based files (.jsonl, .csv) a line that is not UTF-8 is
+    skipped and its 1-based number appended to `not_utf8`, instead of refusing the whole file.
+    """
     import datasets
 
     if path.is_dir():
@@ -116,10 +131,47 @@ def read_local(path: Path, split: str | None = None) -> list[dict]:
     kind = LOCAL_FORMATS.get(path.suffix.lower())
     if kind is None:
         raise BudgetError(f"{path}: unsupported file type '{path.suffix}'; use .jsonl, .json, .parquet or .csv.")
+    raw = path.read_bytes()
+    if not raw.strip():
+        return []
+    clean = None
+    if path.suffix.lower() in (".jsonl", ".csv"):
+        clean = _without_undecodable_lines(path, raw, not_utf8 if not_utf8 is not None else [])
     try:
-        return list(datasets.load_dataset(kind, data_files=str(path), split="train"))
+        return list(datasets.load_dataset(kind, data_files=str(clean or path), split="train"))
     except Exception as e:
-        raise BudgetError(f"Cannot read {path} as {kind}: {str(e).splitlines()[0][:160]}") from None
+        raise BudgetError(f"Cannot read {path} as {kind}: {first_line(e)}") from None
+    finally:
+        if clean is not None:
+            import shutil
+
+            shutil.rmtree(clean.parent, ignore_errors=True)
+
+
+def first_line(error: BaseException, limit: int = 160) -> str:
+    """An exception's first line, or its type when the message is empty."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__
+
+
+def _without_undecodable_lines(path: Path, raw: bytes, bad: list[int]) -> Path | None:
+    """A temporary copy of `path` without its non-UTF-8 lines (numbers appended to `bad`); None if all decode."""
+    import tempfile
+
+    lines = raw.splitlines(keepends=True)
+    kept = []
+    for i, line in enumerate(lines, 1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            bad.append(i)
+            continue
+        kept.append(line)
+    if not bad:
+        return None
+    copy = Path(tempfile.mkdtemp(prefix="budgetreason-data-")) / path.name
+    copy.write_bytes(b"".join(kept))
+    return copy
 
 
 def _read_hub(recipe: Recipe, split: str | None, config: str | None = None) -> list[dict]:
@@ -132,8 +184,8 @@ def _read_hub(recipe: Recipe, split: str | None, config: str | None = None) -> l
                           f"Pass a local copy with --data FILE (columns {recipe.problem_column}, {recipe.answer_column}).") from None
 
 
-def _source_rows(name_or_path: str, data_files: str | None, split: str | None, seed: int, config: str | None = None
-                 ) -> tuple[list[dict], str, str | None, str | None]:
+def _source_rows(name_or_path: str, data_files: str | None, split: str | None, seed: int, config: str | None = None,
+                 not_utf8: list[int] | None = None) -> tuple[list[dict], str, str | None, str | None]:
     """Rows plus (source label, default problem column, default answer column)."""
     if name_or_path in _registry():
         recipe = get_recipe(name_or_path)
@@ -145,11 +197,12 @@ def _source_rows(name_or_path: str, data_files: str | None, split: str | None, s
             path = Path(data_files).expanduser()
             if not path.exists():
                 raise BudgetError(f"--data {data_files}: no such file or folder.")
-            return read_local(path, split), f"{recipe.name} ({path})", recipe.problem_column, recipe.answer_column
+            return (read_local(path, split, not_utf8=not_utf8), f"{recipe.name} ({path})", recipe.problem_column,
+                    recipe.answer_column)
         return _read_hub(recipe, split, config), recipe.name, recipe.problem_column, recipe.answer_column
     path = Path(name_or_path).expanduser()
     if path.exists():
-        return read_local(path, split), str(path), None, None
+        return read_local(path, split, not_utf8=not_utf8), str(path), None, None
     if "/" in name_or_path and not path.suffix:
         import datasets
 
@@ -214,7 +267,8 @@ def load_dataset_recipe(name_or_path: str, *, split: str | None = None, problem_
     """
     import datasets
 
-    rows, source, default_p, default_a = _source_rows(name_or_path, data_files, split, seed, config)
+    not_utf8: list[int] = []
+    rows, source, default_p, default_a = _source_rows(name_or_path, data_files, split, seed, config, not_utf8)
     pcol, acol = problem_column or default_p or "problem", answer_column or default_a or "answer"
     columns = list(rows[0]) if rows else []
     for col, flag in ((pcol, "--problem-column"), (acol, "--answer-column")):
@@ -222,7 +276,8 @@ def load_dataset_recipe(name_or_path: str, *, split: str | None = None, problem_
             raise BudgetError(f"Column '{col}' not in {source}; columns are: {', '.join(columns)}. Pass {flag} NAME.")
     if not rows:
         raise BudgetError(f"{source} has no rows.")
-    report = DataReport(source=source, rows_in=len(rows), columns=columns)
+    report = DataReport(source=source, rows_in=len(rows) + len(not_utf8), columns=columns,
+                        dropped_not_utf8=len(not_utf8), not_utf8_lines=not_utf8)
     seen: set[str] = set()
     out: list[dict] = []
     for row in rows:

@@ -94,6 +94,21 @@ def adapter_dir(adapter: str | None) -> tuple[str | None, dict]:
     return str(p), cfg
 
 
+def adapter_hash(adapter: str | None) -> str | None:
+    """A content hash of an adapter folder's weights and config: a retrained adapter in the same folder differs."""
+    if adapter is None:
+        return None
+    import hashlib
+
+    from budgetreason.runfolder import fast_hash
+
+    h = hashlib.blake2b(digest_size=16)
+    for p in sorted(Path(adapter).iterdir()):
+        if p.is_file() and (p.name.startswith("adapter_model") or p.name == "adapter_config.json"):
+            h.update(p.name.encode() + fast_hash(p).encode())
+    return h.hexdigest()
+
+
 def load_hf_policy(model_id: str, adapter: str | None, dtype: str | None = None):
     """Base model (+ the LoRA adapter) with transformers, for CPU evaluation and tests."""
     import torch
@@ -231,7 +246,8 @@ def evaluate(model: str, *, adapter: str | None = None, benchmarks: list[str] | 
     settings = SamplingSettings(n=samples, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
     out_dir = Path(output or Path("evals") / f"{model.split('/')[-1]}{'-' + Path(adapter).name if adapter else ''}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    wanted = {"model": model, "adapter": adapter_path, "sampling": asdict(settings), "limit": limit, "protocol": protocol,
+    wanted = {"model": model, "adapter": adapter_path, "adapter_hash": adapter_hash(adapter_path),
+              "sampling": asdict(settings), "limit": limit, "protocol": protocol,
               "label": label or (f"{model} + {Path(adapter).name}" if adapter else model)}
     settings_file = out_dir / SETTINGS_FILE
     if settings_file.is_file() and not overwrite:
@@ -239,6 +255,12 @@ def evaluate(model: str, *, adapter: str | None = None, benchmarks: list[str] | 
         if {k: have.get(k) for k in ("model", "adapter", "sampling", "limit", "protocol")} != \
                 {k: wanted[k] for k in ("model", "adapter", "sampling", "limit", "protocol")}:
             raise BudgetError(f"{out_dir} holds an evaluation with other settings; use another --output or --overwrite.")
+        if have.get("adapter_hash") != wanted["adapter_hash"]:
+            # Same folder, new weights (the run trained on): its old completions are another model's.
+            overwrite = True
+            if console is not None:
+                console.print(f"{adapter_path} changed since {out_dir} was evaluated; starting afresh "
+                              "(the old completions are kept beside, renamed .old-<time>)")
     if overwrite:
         for f in (COMPLETIONS_FILE, EVAL_FILE):
             if (out_dir / f).exists():
@@ -270,7 +292,8 @@ def evaluate(model: str, *, adapter: str | None = None, benchmarks: list[str] | 
             if console is not None:
                 console.print(f"{bench}: {min(i + chunk, len(todo))}/{len(todo)} problems")
     records = [r for r in _read_completions(comp_file) if r["benchmark"] in benchmarks]
-    result = {"label": wanted["label"], "model": model, "adapter": adapter_path, "run_config": {
+    result = {"label": wanted["label"], "model": model, "adapter": adapter_path,
+              "adapter_hash": wanted["adapter_hash"], "run_config": {
         k: run_cfg.get(k) for k in ("lora_rank", "dataset", "rewards", "loss") if k in run_cfg},
         "backend": used_backend, "entropy_method": "exact" if used_backend in (None, "hf") else "top-20 log-probs (lower bound)",
         "protocol": {"name": protocol, **asdict(settings), "benchmarks": list(benchmarks), "ks": list(ks),

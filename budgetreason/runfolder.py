@@ -11,18 +11,98 @@ Layout::
                            complete only once COMPLETE exists (written last)
       adapter/             the final LoRA adapter (+ tokenizer)
       summary.json         how the run ended
+      .lock                held (flock) by the process training in the folder; the kernel releases it
+                           when that process ends, however it ends
+      incomplete/          checkpoints set aside: cut short by a kill, or failing their manifest
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import hashlib
 import json
 import os
 import shutil
+import socket
 import time
 from pathlib import Path
 
+from budgetreason.errors import BudgetError
+
 COMPLETE = "COMPLETE"
 BUDGET_STATE = "budget_state.json"
+LOCK = ".lock"
+#: Files up to this size are hashed whole; larger ones by size plus 32 spread 1 MiB samples,
+#: which catches truncation and torn writes without reading a multi-GB optimizer state twice.
+FULL_HASH_BYTES = 64 * 2**20
+SAMPLE_BYTES, SAMPLES = 2**20, 32
+
+
+def fast_hash(path: Path) -> str:
+    """blake2b of a file (whole when small, size + spread samples when large)."""
+    size = path.stat().st_size
+    h = hashlib.blake2b(str(size).encode(), digest_size=16)
+    with path.open("rb") as f:
+        if size <= FULL_HASH_BYTES:
+            for block in iter(lambda: f.read(2**20), b""):
+                h.update(block)
+        else:
+            for i in range(SAMPLES):
+                f.seek((size - SAMPLE_BYTES) * i // (SAMPLES - 1))
+                h.update(f.read(SAMPLE_BYTES))
+    return h.hexdigest()
+
+
+def manifest(folder: Path, skip: tuple[str, ...] = (COMPLETE,)) -> dict[str, dict]:
+    """{relative path: {"bytes", "hash"}} of every file under `folder`."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.name not in skip:
+            out[p.relative_to(folder).as_posix()] = {"bytes": p.stat().st_size, "hash": fast_hash(p)}
+    return out
+
+
+def verify_checkpoint(checkpoint: Path) -> str | None:
+    """None when the checkpoint matches the manifest in its COMPLETE marker, else what is wrong.
+
+    Checkpoints written before manifests existed (a marker without "files") are trusted.
+    """
+    try:
+        marker = json.loads((checkpoint / COMPLETE).read_text())
+    except (OSError, ValueError):
+        return "its COMPLETE marker is unreadable"
+    files = marker.get("files") if isinstance(marker, dict) else None
+    if files is None:
+        return None
+    for name, want in files.items():
+        p = checkpoint / name
+        if not p.is_file():
+            return f"{name} is missing"
+        size = p.stat().st_size
+        if size != want["bytes"]:
+            return f"{name} has {size} bytes, its manifest says {want['bytes']}"
+        if fast_hash(p) != want["hash"]:
+            return f"{name} does not match its manifest's hash"
+    return None
+
+
+def step_of(checkpoint: Path) -> int:
+    return int(checkpoint.name.split("-")[1])
+
+
+class RunFolderBusy(BudgetError):
+    """Another live process holds the run folder's lock."""
+
+
+class DiskFull(BudgetError):
+    """The run folder's disk cannot take another checkpoint."""
+
+
+def human_bytes(n: float) -> str:
+    """GB for checkpoint-sized numbers, MB below 0.1 GB (a tiny model's checkpoint is a few MB)."""
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
 
 
 class RunFolder:
@@ -56,8 +136,67 @@ class RunFolder:
     def summary(self) -> Path:
         return self.path / "summary.json"
 
+    @property
+    def lock_file(self) -> Path:
+        return self.path / LOCK
+
+    @property
+    def incomplete(self) -> Path:
+        return self.path / "incomplete"
+
     def exists(self) -> bool:
         return self.config.is_file()
+
+    def is_empty(self) -> bool:
+        """Nothing in the folder but (perhaps) its lock file: a start that never got going."""
+        return not self.path.exists() or all(p.name == LOCK for p in self.path.iterdir())
+
+    # the lock
+    def holder(self) -> dict | None:
+        """Who holds the folder's lock ({"pid", "host", "since"}), or None when no live process does."""
+        if not self.lock_file.is_file():
+            return None
+        fd = os.open(self.lock_file, os.O_RDWR)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise
+                return _read_holder(self.lock_file)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def locked(self, wait: bool = False, console=None):
+        """Hold an exclusive flock on <folder>/.lock for the block.
+
+        The kernel drops the lock when the process ends, even by SIGKILL, so it never goes stale.
+        Another holder: raise RunFolderBusy naming its PID and host, or (wait=True) wait for it.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise
+                who = _read_holder(self.lock_file)
+                if not wait:
+                    raise RunFolderBusy(f"{self.path} is in use by another run ({_describe(who)}); wait for it to "
+                                        "end, stop it, or pass --wait to start when it ends.") from None
+                if console is not None:
+                    console.print(f"waiting for the run in {self.path} ({_describe(who)}) to end…")
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                      "since": time.strftime("%Y-%m-%dT%H:%M:%S")}).encode(), 0)
+            yield self
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
 
     # writes
     def write_json(self, path: Path, data) -> None:
@@ -91,15 +230,55 @@ class RunFolder:
         moved = []
         for p in self.checkpoints():
             if not (p / COMPLETE).is_file():
-                dest = self.path / "incomplete" / f"{p.name}-{int(time.time())}"
-                dest.parent.mkdir(exist_ok=True)
-                shutil.move(str(p), dest)
-                moved.append(dest)
+                moved.append(self.set_aside(p))
         return moved
 
     def mark_complete(self, checkpoint: Path, state: dict) -> None:
+        """Write the budget state, then the COMPLETE marker with every file's size and hash (written last)."""
         self.write_json(checkpoint / BUDGET_STATE, state)
-        self.write_json(checkpoint / COMPLETE, {"step": state.get("step"), "time": time.time()})
+        self.write_json(checkpoint / COMPLETE, {"step": state.get("step"), "time": time.time(),
+                                                "files": manifest(checkpoint)})
+
+    def set_aside(self, checkpoint: Path) -> Path:
+        dest = self.incomplete / f"{checkpoint.name}-{int(time.time())}"
+        dest.parent.mkdir(exist_ok=True)
+        shutil.move(str(checkpoint), dest)
+        return dest
+
+    def checkpoint_bytes(self) -> int | None:
+        """Size of the newest complete checkpoint (what the next save will need), None before the first."""
+        ckpt = self.latest_complete_checkpoint()
+        if ckpt is None:
+            return None
+        return sum(p.stat().st_size for p in ckpt.rglob("*") if p.is_file())
+
+    def prune_set_aside(self, limit: int | None) -> list[Path]:
+        """Delete the oldest set-aside checkpoints in incomplete/ while complete plus set-aside ones exceed
+        `limit` (save_total_limit), so that checkpoints cut short or corrupt never fill the disk."""
+        if not limit or not self.incomplete.is_dir():
+            return []
+        complete = [p for p in self.checkpoints() if (p / COMPLETE).is_file()]
+        aside = sorted((p for p in self.incomplete.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+        removed = []
+        while aside and len(complete) + len(aside) > limit:
+            victim = aside.pop(0)
+            shutil.rmtree(victim, ignore_errors=True)
+            removed.append(victim)
+        return removed
+
+    def newest_verified_checkpoint(self) -> tuple[Path | None, list[tuple[str, str]]]:
+        """The newest complete checkpoint whose files match its manifest; the failing newer ones are
+        set aside in incomplete/ (with an event). Returns it and [(name, why)] of those set aside."""
+        failed = []
+        for ckpt in reversed([p for p in self.checkpoints() if (p / COMPLETE).is_file()]):
+            why = verify_checkpoint(ckpt)
+            if why is None:
+                return ckpt, failed
+            dest = self.set_aside(ckpt)
+            self.event("corrupt_checkpoint", f"{ckpt.name} failed verification ({why}); moved to "
+                       f"{dest.relative_to(self.path)}", step=step_of(ckpt))
+            failed.append((ckpt.name, why))
+        return None, failed
 
     # metrics
     def read_metrics(self) -> list[dict]:
@@ -122,7 +301,34 @@ class RunFolder:
         return len(rows)
 
     def move_aside(self) -> Path:
-        """For --overwrite: rename the whole folder to <name>.old-<time> (nothing is lost)."""
+        """For --overwrite: move the folder's content to <name>.old-<time> (nothing is lost).
+
+        The lock file stays, so the lock this process holds keeps guarding the folder."""
         dest = self.path.with_name(f"{self.path.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-        shutil.move(str(self.path), dest)
+        dest.mkdir()
+        for p in self.path.iterdir():
+            if p.name != LOCK:
+                shutil.move(str(p), dest / p.name)
         return dest
+
+
+def _read_holder(lock_file: Path) -> dict:
+    try:
+        return json.loads(lock_file.read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+
+
+def _describe(who: dict) -> str:
+    if not who:
+        return "holder unknown"
+    return f"pid {who.get('pid', '?')} on {who.get('host', '?')}, since {who.get('since', '?')}"
+
+
+if __name__ == "__main__":  # `python -m budgetreason.runfolder DIR`: exit 0 and print the holder when a run holds DIR
+    import sys
+
+    who = RunFolder(sys.argv[1]).holder()
+    if who is not None:
+        print(_describe(who))
+    sys.exit(0 if who is not None else 1)

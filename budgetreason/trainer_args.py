@@ -7,6 +7,25 @@ from __future__ import annotations
 UNBOUNDED_STEPS = 10**7
 
 
+def check_extra(extra: dict) -> None:
+    """Refuse `extra:` keys that are not GRPOConfig fields (before any model loads)."""
+    import dataclasses
+    import difflib
+
+    import trl
+    from trl import GRPOConfig
+
+    from budgetreason.errors import BudgetError
+
+    known = {f.name for f in dataclasses.fields(GRPOConfig)}
+    unknown = sorted(set(extra) - known)
+    if unknown:
+        close = {u: difflib.get_close_matches(u, known, n=1) for u in unknown}
+        hint = "; ".join(f"{u} → did you mean {c[0]}?" for u, c in close.items() if c)
+        raise BudgetError(f"extra: {', '.join(unknown)} not a GRPOConfig field in TRL {trl.__version__}"
+                          f"{' (' + hint + ')' if hint else ''}; fix or remove it.")
+
+
 def grpo_config(run, rewards):
     """GRPOConfig for a resolved run. Every GRPO setting is passed explicitly: TRL's defaults moved
     between releases (loss, beta, scaling, learning rate), and a run must mean what its config says."""

@@ -41,6 +41,8 @@ class ResolvedRun:
     notes: list[str] = field(default_factory=list)
     rewards: object | None = None
     """The checked custom rewards (budgetreason.custom_rewards), or None for the preset."""
+    finished: RunResult | None = None
+    """Set when the folder holds this run already finished and the new budget allows no more."""
 
 
 @dataclass
@@ -54,6 +56,8 @@ class RunResult:
     final_metrics: dict
     warnings: list[str]
     oom_retries: int = 0
+    nothing_to_do: bool = False
+    """True when the run had already finished and was left untouched."""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -61,10 +65,13 @@ class RunResult:
 
 # ---- resolution -------------------------------------------------------------------------------------
 def _user_config(config: RunConfig | dict | str | None, overrides: dict) -> RunConfig:
-    from budgetreason.recipes import MODEL_DEFAULTS, load_recipe
+    from budgetreason.recipes import MODEL_DEFAULTS, load_recipe, load_recipe_lines, recipe_file
 
+    where, source = {}, "config"
     if isinstance(config, str):
-        base = load_recipe(config)
+        base, lines = load_recipe_lines(config)
+        source = str(recipe_file(config))
+        where = {k: f" ({source}, line {n})" for k, n in lines.items() if overrides.get(k) is None}
     elif isinstance(config, RunConfig):
         base = {k: v for k, v in config.to_dict().items() if v != _default(k)}
     else:
@@ -73,7 +80,7 @@ def _user_config(config: RunConfig | dict | str | None, overrides: dict) -> RunC
     model = base.get("model")
     if model in MODEL_DEFAULTS:  # a model's own recipe fills what neither file nor flags set
         base = {**load_recipe(MODEL_DEFAULTS[model]), **base}
-    return RunConfig.from_dict(base)
+    return RunConfig.from_dict(base, source=source, where=where)
 
 
 def _default(name: str):
@@ -112,6 +119,10 @@ def resolve(config: RunConfig, reward_objects: dict | None = None, planned=None)
         from budgetreason.rewards import preset
 
         preset(config.rewards)  # an unknown preset fails here, not after the model has loaded
+    if config.extra:
+        from budgetreason.trainer_args import check_extra
+
+        check_extra(config.extra)  # likewise a misspelt GRPOConfig field
     hours = config.budget_hours
     if config.budget_usd is not None:
         if not gpu.price_usd_hr:
@@ -186,7 +197,7 @@ def check_folder(run: ResolvedRun) -> ResolvedRun:
     """Same run in the folder: resume from its newest complete checkpoint. Another run: refuse or move aside."""
     folder = run.folder
     if not folder.exists():
-        if folder.path.exists() and any(folder.path.iterdir()):
+        if not folder.is_empty():
             if not run.config.overwrite:
                 raise BudgetError(f"{folder.path} exists and is not a budgetreason run folder; choose another "
                                   "--output or pass --overwrite (the folder is moved aside, not deleted).")
@@ -210,7 +221,42 @@ def check_folder(run: ResolvedRun) -> ResolvedRun:
     moved = folder.set_aside_incomplete()
     if moved:
         run.notes.append(f"set aside {len(moved)} incomplete checkpoint(s)")
-    run.resume_from = folder.latest_complete_checkpoint()
+    run.resume_from, failed = folder.newest_verified_checkpoint()
+    if failed:
+        names = ", ".join(name for name, _ in failed)
+        run.notes.append(f"{names} failed verification ({failed[0][1]}) and moved to incomplete/; resuming from "
+                         f"{run.resume_from.name if run.resume_from else 'the start (no checkpoint verifies)'}")
+    return _finished_or_continued(run, saved)
+
+
+#: Stop reasons that end a run (the others, interrupted and terminated, ask to be resumed).
+FINISHED = ("max_steps", "deadline", "end_of_data")
+
+
+def _finished_or_continued(run: ResolvedRun, saved: RunConfig) -> ResolvedRun:
+    """A run that already ended stays untouched unless the new budget allows more; then say it continues."""
+    folder, cfg = run.folder, run.config
+    step = int(json.loads((run.resume_from / BUDGET_STATE).read_text())["step"]) if run.resume_from else 0
+    summary = json.loads(folder.summary.read_text()) if folder.summary.is_file() else {}
+    reason = summary.get("stop_reason") if summary.get("steps") == step else None
+    if cfg.max_steps is not None and step >= cfg.max_steps:
+        reason = reason if reason in FINISHED else "max_steps"
+    elif reason not in FINISHED:
+        return run
+    elapsed = float(summary.get("elapsed_s") or 0)
+    more_steps = cfg.max_steps is None or cfg.max_steps > step
+    if reason == "deadline":
+        more_time = cfg.budget_hours is not None and (saved.budget_hours is None or cfg.budget_hours > saved.budget_hours)
+    else:
+        more_time = cfg.budget_hours is None or cfg.budget_hours * 3600 > elapsed
+    if reason == "end_of_data" or not (more_steps and more_time):
+        run.finished = RunResult(output=str(folder.path), steps=step, stop_reason=reason or "max_steps",
+                                 elapsed_s=elapsed, final_metrics=summary.get("final_metrics", {}),
+                                 warnings=[], nothing_to_do=True)
+        return run
+    limits = [f"--max-steps {cfg.max_steps}"] if cfg.max_steps else []
+    limits += [f"--hours {cfg.budget_hours:g}"] if cfg.budget_hours else []
+    run.notes.append(f"continuing the run that finished at step {step} ({reason}) up to {' and '.join(limits)}")
     return run
 
 
@@ -226,14 +272,16 @@ def train_overrides_from_folder(path: str) -> dict:
 
 # ---- the run -------------------------------------------------------------------------------------------
 def train(config: RunConfig | dict | str | None = None, *, callbacks: list | None = None, console=None,
-          planned=None, **overrides) -> RunResult:
+          planned=None, wait: bool = False, **overrides) -> RunResult:
     """Train with GRPO on LoRA inside the budget; returns how the run ended.
 
     `config` is a RunConfig, a dict of its fields, a recipe name or a YAML path; keyword
     arguments override it (None leaves a setting to the planner). ``rewards`` takes a preset
     name or, as TRL's ``reward_funcs``, a list of your own reward functions (callables or
     'module:function' strings) with ``reward_weights``. Extra TrainerCallbacks may be passed
-    (tests use this to inject faults). Re-running the same call resumes.
+    (tests use this to inject faults). Re-running the same call resumes; a run that already
+    finished is left as it is. The run folder is locked for the whole run: another process
+    training in it makes this call fail at once, or (`wait`) wait for it.
     """
     from rich.console import Console
 
@@ -243,22 +291,67 @@ def train(config: RunConfig | dict | str | None = None, *, callbacks: list | Non
         from budgetreason.custom_rewards import split_user_rewards
 
         overrides["reward_funcs"], objects = split_user_rewards(overrides.pop("rewards"))
-    run = check_folder(resolve(_user_config(config, overrides), reward_objects=objects, planned=planned))
-    retries = 0
-    while True:
-        try:
-            return _train_once(run, callbacks or [], console)
-        except Exception as e:  # only out-of-memory errors are retried
-            if not _is_oom(e) or retries >= run.config.oom_retries:
-                raise
-            retries += 1
-            run = _after_oom(run, e, retries, console)
+    run = resolve(_user_config(config, overrides), reward_objects=objects, planned=planned)
+    with run.folder.locked(wait=wait, console=console):
+        run = check_folder(run)
+        for note in run.notes:
+            console.print(note)
+        if run.finished is not None:
+            return run.finished
+        retries = 0
+        while True:
+            try:
+                return _train_once(run, callbacks or [], console)
+            except Exception as e:  # only out-of-memory errors are retried
+                if not _is_oom(e) or retries >= run.config.oom_retries:
+                    raise
+                retries += 1
+                run = _after_oom(run, e, retries, console)
 
 
 def _is_oom(e: BaseException) -> bool:
     import torch
 
     return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
+
+
+def _is_disk_full(e: BaseException) -> bool:
+    """ENOSPC/EDQUOT anywhere in the chain, or torch's serializer failing on a short write."""
+    import errno
+
+    from budgetreason.runfolder import DiskFull
+
+    while e is not None:
+        if isinstance(e, DiskFull) or (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)):
+            return True
+        text = str(e)
+        if "No space left" in text or "unexpected pos" in text or "file write failed" in text:
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _after_disk_full(folder: RunFolder, state, error: BaseException, step: int) -> BudgetError:
+    """Delete the half-written checkpoint (useless, and it holds the space), record it, say so in one line."""
+    import shutil
+
+    from budgetreason.callbacks import disk_full_message
+    from budgetreason.runfolder import COMPLETE, DiskFull
+
+    partial = [p for p in folder.checkpoints() if not (p / COMPLETE).is_file()]
+    for p in partial:
+        shutil.rmtree(p, ignore_errors=True)
+    for tmp in folder.path.glob("*.tmp"):
+        tmp.unlink(missing_ok=True) if tmp.is_file() else shutil.rmtree(tmp, ignore_errors=True)
+    free = shutil.disk_usage(folder.path).free
+    message = str(error) if isinstance(error, DiskFull) else \
+        disk_full_message(folder, free, state.checkpoint_bytes or 0)
+    try:
+        folder.event("disk_full", message, step=step, deleted=[p.name for p in partial],
+                     error=str(error).splitlines()[0][:200] if str(error) else type(error).__name__)
+    except OSError:
+        pass  # still no room even for one line; the message below says it all
+    return BudgetError(message)
 
 
 def _after_oom(run: ResolvedRun, error: BaseException, attempt: int, console) -> ResolvedRun:
@@ -309,6 +402,24 @@ def _train_once(run: ResolvedRun, extra_callbacks: list, console) -> RunResult:
     )
 
     cfg, folder = run.config, run.folder
+    loaded = _load_model(run)  # Unsloth (if used) is imported here, before TRL
+    from budgetreason.compat import ensure_logprob_head
+
+    ensure_logprob_head()
+    from transformers.trainer_callback import PrinterCallback
+    from trl import GRPOTrainer
+
+    from budgetreason.trainer_args import grpo_config
+
+    prepared = _load_data(cfg, loaded.tokenizer)
+    _check_enough_rows(cfg, prepared)
+    from trl.trainer.utils import get_callable_name
+
+    from budgetreason.rewards import preset
+
+    rewards = run.rewards or preset(cfg.rewards, prompt_opens_think=_template_opens_think(loaded.tokenizer, prepared.train))
+
+    # Everything is validated: only now does the run folder get written (a failed start leaves it as it was).
     folder.path.mkdir(parents=True, exist_ok=True)
     folder.write_text(folder.config, cfg.to_yaml())
     folder.write_json(folder.plan, run.plan.to_dict())
@@ -322,27 +433,15 @@ def _train_once(run: ResolvedRun, extra_callbacks: list, console) -> RunResult:
         folder.truncate_metrics(0)
     for note in run.notes:
         folder.event("note", note)
+    for line in prepared.report.skipped_lines():
+        folder.event("data", line)
+        console.print(f"[yellow]{line}[/]")
     clock = BudgetClock(budget_s=cfg.budget_hours * 3600 if cfg.budget_hours else None,
                         max_steps=cfg.max_steps, spent_before_s=spent)
     horizon = _horizon(run)
     folder.write_json(folder.path / SCHEDULE_FILE, horizon.to_dict())
-
-    loaded = _load_model(run)  # Unsloth (if used) is imported here, before TRL
-    from budgetreason.compat import ensure_logprob_head
-
-    ensure_logprob_head()
-    from transformers.trainer_callback import PrinterCallback
-    from trl import GRPOTrainer
-
-    from budgetreason.trainer_args import grpo_config
-
-    prepared = _load_data(cfg, loaded.tokenizer)
-    from trl.trainer.utils import get_callable_name
-
-    from budgetreason.rewards import preset
-
-    rewards = run.rewards or preset(cfg.rewards, prompt_opens_think=_template_opens_think(loaded.tokenizer, prepared.train))
-    state = RunState(folder=folder, clock=clock, save_minutes=cfg.save_minutes)
+    state = RunState(folder=folder, clock=clock, save_minutes=cfg.save_minutes,
+                     save_total_limit=cfg.save_total_limit, console=console)
     from budgetreason.planner import VAL_SHARE
 
     reserve = VAL_SHARE if cfg.val_every else 0.0  # validation time is not in the measured step time
@@ -370,10 +469,20 @@ def _train_once(run: ResolvedRun, extra_callbacks: list, console) -> RunResult:
                  step=start_step)
     console.print(describe_shape(cfg, horizon))
     with GracefulStop(state, console=console):
-        trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
+        try:
+            trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
+        except Exception as e:
+            if not _is_disk_full(e):
+                raise
+            raise _after_disk_full(folder, state, e, trainer.state.global_step) from None
     reason = state.stop_reason or ("max_steps" if cfg.max_steps and trainer.state.global_step >= cfg.max_steps
                                    else "end_of_data")
-    _save_adapter(trainer, loaded.tokenizer, folder)
+    try:
+        _save_adapter(trainer, loaded.tokenizer, folder)
+    except Exception as e:
+        if not _is_disk_full(e):
+            raise
+        raise _after_disk_full(folder, state, e, trainer.state.global_step) from None
     rows = folder.read_metrics()
     result = RunResult(output=str(folder.path), steps=trainer.state.global_step, stop_reason=reason,
                        elapsed_s=round(clock.elapsed(), 1), final_metrics=rows[-1] if rows else {},
@@ -415,6 +524,17 @@ def describe_shape(cfg: RunConfig, horizon=None) -> str:
         line += (f"; lr {cfg.learning_rate:g}, {horizon.kind} over {horizon.steps} steps ({horizon.source}), "
                  f"warm-up {horizon.warmup_steps}")
     return line
+
+
+def _check_enough_rows(cfg: RunConfig, prepared) -> None:
+    """One optimizer step samples batch × accumulation / k distinct prompts; fewer rows train nothing."""
+    completions = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
+    need = completions // cfg.num_generations
+    have = len(prepared.train)
+    if have < need:
+        raise BudgetError(f"{prepared.report.source}: {have} training rows, but one optimizer step needs {need} "
+                          f"prompts ({completions} completions per step / {cfg.num_generations} per prompt); "
+                          "add rows, or lower --batch/--grad-accum.")
 
 
 def _template_opens_think(tokenizer, dataset) -> bool:

@@ -73,6 +73,7 @@ def train_cmd(
     gpus: GpusOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="With --gpus: write the accelerate config and the commands, run nothing.")] = False,
     port: Annotated[int, typer.Option("--port", help="With --gpus: the vLLM server's port.")] = 8000,
+    wait: Annotated[bool, typer.Option("--wait", help="If another run holds the folder, wait for it to end.")] = False,
 ) -> None:
     """Train with GRPO on LoRA until the budget or --max-steps ends; re-run the same command to resume."""
     from budgetreason.errors import BudgetError
@@ -105,10 +106,14 @@ def train_cmd(
         _launch(gpus, base, overrides, dry_run, port)
         return
     try:
-        result = train(base, **overrides)
+        result = train(base, wait=wait, **overrides)
     except KeyboardInterrupt as e:  # the run saved a checkpoint first (budgetreason.callbacks.GracefulStop)
         typer.echo(f"stopped: {e}" if str(e) else "stopped.", err=True)
         raise typer.Exit(130) from None
+    if result.nothing_to_do:
+        typer.echo(f"already finished at step {result.steps} ({result.stop_reason}); nothing to do (run folder "
+                   f"{result.output}; a larger --max-steps or --hours continues it)")
+        return
     typer.echo(f"{result.stop_reason}: {result.steps} steps in {result.elapsed_s / 60:.1f} min; "
                f"run folder {result.output} (adapter in {result.output}/adapter)")
 

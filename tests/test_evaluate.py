@@ -175,3 +175,37 @@ def test_gpu_evaluation_backends_write_the_same_records(tmp_path, backend):
                       output=tmp_path / "ev")
     assert result["backend"] == backend and result["benchmarks"]["arith"]["n_problems"] == 4
     assert result["entropy_method"].startswith("top-20")
+
+
+def _write_adapter(path, seed: int) -> None:
+    """A random (non-zero) LoRA adapter on the tiny model, as a retrained run would leave in adapter/."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from budgetreason.models import tiny_model_dir
+
+    torch.manual_seed(seed)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir()),
+                           LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    model.save_pretrained(str(path))
+
+
+def test_an_interrupted_evaluation_of_a_retrained_adapter_starts_afresh(tmp_path):
+    from budgetreason.evaluation import adapter_hash
+
+    adapter, out = tmp_path / "adapter", tmp_path / "ev"
+    common = dict(benchmarks="arith", samples=2, max_tokens=24, temperature=1.0, top_p=1.0, limit=4, backend="hf")
+    _write_adapter(adapter, seed=1)
+    first_hash = adapter_hash(str(adapter))
+    evaluate("tiny-arith", adapter=str(adapter), output=out, **common)
+    lines = (out / "completions.jsonl").read_text().splitlines()
+    assert len(lines) == 8
+    (out / "completions.jsonl").write_text("\n".join(lines[:4]) + "\n")  # interrupted after 2 of 4 problems
+    _write_adapter(adapter, seed=2)  # the run trained on: same folder, other weights
+    assert adapter_hash(str(adapter)) != first_hash
+    again = evaluate("tiny-arith", adapter=str(adapter), output=out, **common)
+    assert again["adapter_hash"] == adapter_hash(str(adapter))
+    assert len((out / "completions.jsonl").read_text().splitlines()) == 8
+    aside = [p for p in out.iterdir() if p.name.startswith("completions.jsonl.old-")]
+    assert len(aside) == 1 and aside[0].read_text().splitlines() == lines[:4]  # moved aside, not reused
+    assert json.loads((out / "eval_settings.json").read_text())["adapter_hash"] == again["adapter_hash"]

@@ -22,18 +22,25 @@ def recipe_path(name: str) -> Path:
     return p
 
 
-def load_recipe(name_or_path: str) -> dict:
-    """A recipe's settings by name, or any YAML file's."""
-    import yaml
-
+def recipe_file(name_or_path: str) -> Path:
+    """The YAML file of a shipped recipe name, or the path itself."""
     p = Path(name_or_path)
     path = p if p.suffix in (".yaml", ".yml") or p.is_file() else recipe_path(name_or_path)
     if not path.is_file():
         raise BudgetError(f"Config file '{name_or_path}' does not exist.")
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise BudgetError(f"Config file '{name_or_path}' must hold a mapping of settings.")
-    return data
+    return path
+
+
+def load_recipe_lines(name_or_path: str) -> tuple[dict, dict[str, int]]:
+    """A recipe's settings and the line each one is on (for errors that point into the file)."""
+    from budgetreason.config import read_yaml
+
+    return read_yaml(recipe_file(name_or_path))
+
+
+def load_recipe(name_or_path: str) -> dict:
+    """A recipe's settings by name, or any YAML file's."""
+    return load_recipe_lines(name_or_path)[0]
 
 
 def describe(name: str) -> str:
