@@ -52,6 +52,11 @@ class RunState:
     """Extra values (validation) to merge into the next metrics line."""
     last_step_seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    model: object = None
+    """The policy (PEFT model) and tokenizer, for the adapter snapshot SIGTERM takes at once."""
+    tokenizer: object = None
+    steps_done: int = 0
+    """Optimizer steps completed (the weights in `model` are those of this step)."""
     save_total_limit: int | None = None
     checkpoint_bytes: int | None = None
     """Size of one checkpoint: measured from the last one, estimated from the LoRA parameters before it."""
@@ -71,8 +76,9 @@ class BudgetCallback(TrainerCallback):
         self._last_save = time.monotonic()
         self._save_started = None
 
-    def on_train_begin(self, args, state, control, model=None, **kw):
+    def on_train_begin(self, args, state, control, model=None, processing_class=None, **kw):
         self._last_save = time.monotonic()
+        self.run.model, self.run.tokenizer, self.run.steps_done = model, processing_class, state.global_step
         self.run.checkpoint_bytes = self.run.folder.checkpoint_bytes()
         if self.run.checkpoint_bytes is None and model is not None:
             # LoRA weights (fp32) plus Adam's two moments, plus tokenizer, RNG and trainer state.
@@ -88,6 +94,7 @@ class BudgetCallback(TrainerCallback):
             dt = time.monotonic() - self._step_start
             self.run.step_seconds.append(dt)
             self.run.last_step_seconds = dt
+        self.run.steps_done = state.global_step
         remaining = self.run.clock.remaining_s()
         if remaining is not None:
             # Another step would end after the deadline, leaving no time to save: stop now.
@@ -320,17 +327,29 @@ class ProgressCallback(TrainerCallback):
 
 
 class GracefulStop:
-    """Ctrl-C and SIGTERM ask the run to stop after the current step and save; a second Ctrl-C stops at once."""
+    """Ctrl-C and SIGTERM ask the run to stop after the current step and save; a second Ctrl-C stops at once.
+
+    SIGTERM usually comes with a short grace period before SIGKILL (``docker stop``: 10 s), far
+    less than a GRPO step, so it also saves the adapter as of the last completed step into
+    adapter/ at once, in a thread (a LoRA adapter takes a second or two). The optimizer state is
+    not saved then: the resume point stays the last complete checkpoint.
+    """
 
     def __init__(self, run: RunState, console=None):
         self.run = run
         self.console = console
         self._old = {}
+        self._snapshot = None
 
     def _handler(self, signum, frame):
         if self.run.stop_requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.run.stop_requested = "interrupted" if signum == signal.SIGINT else "terminated"
+        if signum == signal.SIGTERM and self._snapshot is None and self.run.model is not None:
+            import threading
+
+            self._snapshot = threading.Thread(target=save_adapter_snapshot, args=(self.run,), name="sigterm-save")
+            self._snapshot.start()
         if self.console is not None:
             self.console.print("[yellow]stopping after this step and saving a checkpoint "
                                "(Ctrl-C again to stop at once)…[/]")
@@ -346,4 +365,25 @@ class GracefulStop:
     def __exit__(self, *exc):
         for sig, old in self._old.items():
             signal.signal(sig, old)
+        if self._snapshot is not None:
+            self._snapshot.join(timeout=120)  # before the final adapter save replaces adapter/
         return False
+
+
+def save_adapter_snapshot(run: RunState) -> None:
+    """adapter/ ← the policy's LoRA weights now (those of step `run.steps_done`), with an event."""
+    step = run.steps_done
+    folder = run.folder
+    last = folder.latest_complete_checkpoint()
+    try:
+        tmp = folder.path / "adapter.snapshot.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        run.model.save_pretrained(str(tmp))
+        if run.tokenizer is not None:
+            run.tokenizer.save_pretrained(str(tmp))
+        (tmp / "SNAPSHOT.json").write_text(json.dumps({"step": step, "why": "SIGTERM", "time": time.time()}))
+        folder.install_adapter(tmp)
+        folder.event("terminated", f"SIGTERM: saved the adapter of step {step} in adapter/; training resumes "
+                     f"from {last.name if last else 'the start'} (later steps are trained again)", step=step)
+    except Exception as e:  # a snapshot is a bonus; never let it mask the stop
+        folder.event("terminated", f"SIGTERM: could not save the adapter ({type(e).__name__}: {e})", step=step)

@@ -137,11 +137,15 @@ def read_local(path: Path, split: str | None = None, not_utf8: list[int] | None 
     clean = None
     if path.suffix.lower() in (".jsonl", ".csv"):
         clean = _without_undecodable_lines(path, raw, not_utf8 if not_utf8 is not None else [])
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # a local file reads in a blink; its bars would break one-line errors
     try:
         return list(datasets.load_dataset(kind, data_files=str(clean or path), split="train"))
     except Exception as e:
         raise BudgetError(f"Cannot read {path} as {kind}: {first_line(e)}") from None
     finally:
+        if bars:
+            datasets.enable_progress_bars()
         if clean is not None:
             import shutil
 

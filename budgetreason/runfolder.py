@@ -189,7 +189,7 @@ class RunFolder:
                     raise RunFolderBusy(f"{self.path} is in use by another run ({_describe(who)}); wait for it to "
                                         "end, stop it, or pass --wait to start when it ends.") from None
                 if console is not None:
-                    console.print(f"waiting for the run in {self.path} ({_describe(who)}) to end…")
+                    console.print(f"waiting for the run in {self.path} ({_describe(who)}) to end…", soft_wrap=True)
                 fcntl.flock(fd, fcntl.LOCK_EX)
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
@@ -299,6 +299,16 @@ class RunFolder:
         rows = [r for r in self.read_metrics() if r.get("step", 0) <= last_step]
         self.write_text(self.metrics, "".join(json.dumps(r) + "\n" for r in rows))
         return len(rows)
+
+    def install_adapter(self, tmp: Path) -> None:
+        """Replace adapter/ with the folder `tmp` written beside it (renames only: never half an adapter)."""
+        if self.adapter.exists():
+            old = self.path / f"adapter.prev-{time.time_ns()}"
+            self.adapter.rename(old)
+            tmp.rename(self.adapter)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(self.adapter)
 
     def move_aside(self) -> Path:
         """For --overwrite: move the folder's content to <name>.old-<time> (nothing is lost).

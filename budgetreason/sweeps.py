@@ -42,16 +42,25 @@ def sweep_configs(models: list[str], ranks: list[int], *, recipe: str | None = N
 
 def sweep(models: list[str], ranks: list[int], *, output: str | Path, dataset: str | None = None,
           hours_each: float | None = None, max_steps_each: int | None = None, recipe: str | None = None,
-          console=None, **settings) -> dict:
-    """Train every (model, rank) in turn, resumably; returns sweep.json's content with the report."""
-    from budgetreason.reporting import report
-    from budgetreason.training import train
+          console=None, wait: bool = False, **settings) -> dict:
+    """Train every (model, rank) in turn, resumably; returns sweep.json's content with the report.
+
+    The sweep folder is locked like a run folder (and each run's own folder by `train`): a second
+    sweep on the same output is refused, or with `wait` waits for the first to end."""
+    from budgetreason.runfolder import RunFolder
 
     if not models or not ranks:
         raise BudgetError("sweep needs at least one model (--models) and one rank (--ranks).")
     if hours_each is None and max_steps_each is None and not _recipe_budget(recipe):
         raise BudgetError("Give each run a budget: --hours-each H and/or --max-steps-each N.")
-    out = Path(output)
+    with RunFolder(output).locked(wait=wait, console=console):
+        return _sweep(models, ranks, Path(output), dataset, hours_each, max_steps_each, recipe, console, settings)
+
+
+def _sweep(models, ranks, out: Path, dataset, hours_each, max_steps_each, recipe, console, settings) -> dict:
+    from budgetreason.reporting import report
+    from budgetreason.training import train
+
     out.mkdir(parents=True, exist_ok=True)
     state_file = out / "sweep.json"
     queue = [{"model": m, "rank": r, "output": str(out / f"{slug(m)}-r{r}")} for m in models for r in ranks]

@@ -295,7 +295,7 @@ def train(config: RunConfig | dict | str | None = None, *, callbacks: list | Non
     with run.folder.locked(wait=wait, console=console):
         run = check_folder(run)
         for note in run.notes:
-            console.print(note)
+            console.print(note, soft_wrap=True, markup=False)
         if run.finished is not None:
             return run.finished
         retries = 0
@@ -435,7 +435,7 @@ def _train_once(run: ResolvedRun, extra_callbacks: list, console) -> RunResult:
         folder.event("note", note)
     for line in prepared.report.skipped_lines():
         folder.event("data", line)
-        console.print(f"[yellow]{line}[/]")
+        console.print(f"[yellow]{line}[/]", soft_wrap=True)
     clock = BudgetClock(budget_s=cfg.budget_hours * 3600 if cfg.budget_hours else None,
                         max_steps=cfg.max_steps, spent_before_s=spent)
     horizon = _horizon(run)
@@ -586,10 +586,4 @@ def _save_adapter(trainer, tokenizer, folder: RunFolder) -> None:
         shutil.rmtree(tmp)
     trainer.model.save_pretrained(str(tmp))
     tokenizer.save_pretrained(str(tmp))
-    if folder.adapter.exists():
-        old = folder.path / f"adapter.prev-{int(time.time())}"
-        folder.adapter.rename(old)
-        tmp.rename(folder.adapter)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(folder.adapter)
+    folder.install_adapter(tmp)

@@ -37,6 +37,7 @@ def sweep_cmd(
     max_completion: Annotated[int | None, typer.Option("--max-completion")] = None,
     val_every: Annotated[str | None, typer.Option("--val-every", help="Validate every N steps, or 'auto'.")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="If another sweep holds the folder, wait for it to end.")] = False,
 ) -> None:
     """The rank sweep (models × ranks), one run after another; re-run to resume; ends with the combined report."""
     from rich.console import Console
@@ -51,5 +52,6 @@ def sweep_cmd(
     state = sweep([m.strip() for m in models.split(",") if m.strip()],
                   [int(r) for r in ranks.split(",") if r.strip()], output=output, dataset=dataset,
                   hours_each=hours_each, max_steps_each=max_steps_each, recipe=recipe, console=Console(stderr=True),
+                  wait=wait,
                   **settings)
     typer.echo(f"sweep finished: {len(state['queue'])} runs; report {state['report']}")

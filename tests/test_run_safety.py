@@ -338,3 +338,140 @@ def test_set_aside_checkpoints_count_toward_save_total_limit(tmp_path):
     assert [p.name for p in removed] == ["checkpoint-1-100"]
     assert [p.name for p in folder.incomplete.iterdir()] == ["checkpoint-3-200"]
     assert len(folder.checkpoints()) == 3  # complete ones are TRL's to rotate
+
+
+# ---- 9. the vast.ai on-start script and docker stop ----------------------------------------------------
+SCRIPT = ROOT / "colab" / "vastai_onstart.sh"
+
+
+def _onstart(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """Run the on-start script with a stand-in `budgetreason` that records its arguments."""
+    work, bin_dir = tmp_path / "work", tmp_path / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    fake = bin_dir / "budgetreason"
+    fake.write_text('#!/bin/sh\necho "$@" > "$BR_WORKDIR/args.txt"\n')
+    fake.chmod(0o755)
+    full = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", BR_WORKDIR=str(work), BR_SKIP_INSTALL="1", BR_SKIP_DOCTOR="1",
+                BR_PYTHON=sys.executable, PYTHONPATH=str(ROOT), **env)
+    for k in ("BR_MODEL", "BR_DATASET", "BR_HOURS", "BR_CONFIG", "BR_GPU", "BR_MAX_STEPS", "BR_OUTPUT"):
+        if k not in env:
+            full.pop(k, None)
+    r = subprocess.run(["bash", str(SCRIPT)], env=full, capture_output=True, text=True, timeout=120)
+    return r, work
+
+
+def _recorded_args(work: Path) -> list[str]:
+    deadline = time.time() + 60
+    while not (work / "args.txt").is_file() or not (work / "args.txt").read_text():
+        assert time.time() < deadline
+        time.sleep(0.1)
+    return (work / "args.txt").read_text().split()
+
+
+def test_onstart_honours_br_config_instead_of_its_own_defaults(tmp_path):
+    r, work = _onstart(tmp_path, BR_CONFIG="tina-open-rs2")
+    assert r.returncode == 0, r.stderr
+    args = _recorded_args(work)
+    assert args[:3] == ["train", "--config", "tina-open-rs2"]
+    assert "--model" not in args and "--hours" not in args and "--dataset" not in args  # the recipe decides
+    assert args[args.index("--output") + 1] == str(work / "runs" / "tina-open-rs2")
+    r, work = _onstart(tmp_path / "b", BR_CONFIG="tina-open-rs2", BR_HOURS="2")
+    args = _recorded_args(work)
+    assert args[args.index("--hours") + 1] == "2" and "--model" not in args
+
+
+def test_onstart_resumes_despite_a_stale_pid_file_and_not_while_the_run_folder_is_locked(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    unrelated = subprocess.Popen(["sleep", "120"])
+    (work / "train.pid").write_text(str(unrelated.pid))  # after a restart, an unrelated process has the old PID
+    try:
+        r, work = _onstart(tmp_path)
+    finally:
+        unrelated.kill()
+        unrelated.wait()
+    assert r.returncode == 0, r.stderr
+    assert "training in the background" in r.stdout and "already running" not in r.stdout
+    args = _recorded_args(work)
+    output = Path(args[args.index("--output") + 1])
+    assert output == work / "runs" / "qwen2.5-1.5b-instruct-open-rs" and "--hours" in args
+    (work / "args.txt").unlink()
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(output)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        r, work = _onstart(tmp_path)
+        assert r.returncode == 0 and "training already running" in r.stdout and f"pid {holder.pid}" in r.stdout
+        time.sleep(1.0)
+        assert not (work / "args.txt").exists()  # nothing started
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+_SLOW_STEP = """
+import sys, time
+from pathlib import Path
+from transformers import TrainerCallback
+from budgetreason.training import train
+
+class SlowStep(TrainerCallback):
+    def on_step_begin(self, args, state, control, **kw):
+        if state.global_step == 2:  # step 3 takes minutes, as a long GRPO generation does
+            Path(sys.argv[2]).write_text("slow")
+            time.sleep(600)
+
+train(model="tiny-arith", per_device_train_batch_size=8, num_generations=4, max_steps=6, save_steps=2,
+      output=sys.argv[1], progress=False, callbacks=[SlowStep()])
+"""
+
+
+def test_docker_stop_mid_step_saves_the_adapter_within_the_grace_period(tmp_path):
+    """docker stop: SIGTERM, 10 s, SIGKILL. The step in flight cannot finish; the adapter of the last step is saved."""
+    import signal
+
+    from budgetreason.training import _user_config, check_folder, resolve
+
+    out, marker = tmp_path / "run", tmp_path / "slow"
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_STEP, str(out), str(marker)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 600
+    while not marker.exists():
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        assert time.time() < deadline
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    grace = time.time() + 10
+    while time.time() < grace and not any(e["kind"] == "terminated" for e in events(out)):
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    term = [e for e in events(out) if e["kind"] == "terminated"]
+    assert len(term) == 1 and "saved the adapter of step 2" in term[0]["message"]
+    assert "resumes from checkpoint-2" in term[0]["message"]
+    assert json.loads((out / "adapter" / "SNAPSHOT.json").read_text())["step"] == 2
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from budgetreason.models import tiny_model_dir
+
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir()), out / "adapter")
+    run = check_folder(resolve(_user_config(None, dict(model="tiny-arith", per_device_train_batch_size=8,
+                                                       num_generations=4, max_steps=6, save_steps=2,
+                                                       output=str(out)))))
+    assert run.resume_from == out / "checkpoint-2" and run.finished is None  # the resume point is unchanged
+
+
+def test_a_second_sweep_on_the_same_folder_is_refused(tmp_path):
+    from budgetreason.runfolder import RunFolderBusy
+    from budgetreason.sweeps import sweep
+
+    out = tmp_path / "sweep"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(out)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunFolderBusy, match=f"pid {holder.pid}"):
+            sweep(["tiny-arith"], [4], output=out, max_steps_each=1)
+        assert not (out / "sweep.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
