@@ -312,8 +312,32 @@ def _hints() -> dict[str, Any]:
 
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-_KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text", list: "a list of text",
-          dict: "a mapping of name: value"}
+_KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text", dict: "a mapping of name: value"}
+_NO = object()
+
+
+def _scalar(kind, value):
+    """`value` as `kind` (bool, int, float, str), or _NO."""
+    if kind is bool:
+        return value if isinstance(value, bool) else _NO
+    if isinstance(value, bool):
+        return _NO
+    if kind is int:
+        return value if isinstance(value, int) else _NO
+    if kind is float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        return float(value) if isinstance(value, str) and _NUMBER.fullmatch(value.strip()) else _NO
+    if kind is str:
+        return value if isinstance(value, str) else _NO
+    return value  # Any and other types: not checked
+
+
+def _describe_type(t) -> str:
+    if (typing.get_origin(t) or t) is list:
+        (item,) = typing.get_args(t) or (Any,)
+        return f"a list of {_KINDS.get(item, 'values').replace('a whole number', 'whole numbers').replace('a number', 'numbers')}"
+    return _KINDS.get(typing.get_origin(t) or t, getattr(t, "__name__", str(t)))
 
 
 def coerce(name: str, value: Any, where: str = "") -> Any:
@@ -329,23 +353,24 @@ def coerce(name: str, value: Any, where: str = "") -> Any:
         else (hint,)
     if value is None and type(None) in options:
         return None
-    kinds = [typing.get_origin(t) or t for t in options if t is not type(None)]
-    for kind in kinds:
-        if kind is bool and isinstance(value, bool):
-            return value
-        if kind is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if kind is float and isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-            return float(value)
-        if kind is str and isinstance(value, str):
-            return value
-        if kind is list and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-            return list(value)
-        if kind is dict and isinstance(value, dict):
-            return value
-    want = " or ".join(dict.fromkeys(_KINDS.get(k, getattr(k, "__name__", str(k))) for k in kinds))
+    kinds = [t for t in options if t is not type(None)]
+    for t in kinds:
+        kind = typing.get_origin(t) or t
+        if kind is list:
+            if isinstance(value, (list, tuple)):
+                (item,) = typing.get_args(t) or (Any,)
+                items = [_scalar(item, v) for v in value]
+                if _NO not in items:
+                    return items
+            continue
+        if kind is dict:
+            if isinstance(value, dict):
+                return value
+            continue
+        got = _scalar(kind, value)
+        if got is not _NO:
+            return got
+    want = " or ".join(dict.fromkeys(_describe_type(t) for t in kinds))
     empty = " (or empty)" if type(None) in options else ""
     raise BudgetError(f"{name} must be {want}{empty}, got {value!r}{where}; fix the value.")
 

@@ -179,11 +179,7 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as e:
-                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    raise
+            if not _try_lock(fd):
                 who = _read_holder(self.lock_file)
                 if not wait:
                     raise RunFolderBusy(f"{self.path} is in use by another run ({_describe(who)}); wait for it to "
@@ -322,11 +318,31 @@ class RunFolder:
         return dest
 
 
+def _try_lock(fd: int, tries: int = 5) -> bool:
+    """Non-blocking exclusive flock, tried a few times: `holder()` probes hold it for an instant."""
+    for i in range(tries):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+        if i < tries - 1:
+            time.sleep(0.1)
+    return False
+
+
 def _read_holder(lock_file: Path) -> dict:
-    try:
-        return json.loads(lock_file.read_text() or "{}")
-    except (OSError, ValueError):
-        return {}
+    """The holder's {"pid", "host", "since"}; it writes them just after taking the lock, so wait a moment."""
+    for _ in range(20):
+        try:
+            who = json.loads(lock_file.read_text() or "{}")
+        except (OSError, ValueError):
+            who = {}
+        if who:
+            return who
+        time.sleep(0.05)
+    return {}
 
 
 def _describe(who: dict) -> str:
