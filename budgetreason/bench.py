@@ -112,6 +112,9 @@ def bench(spec: Spec, output: str | Path = "bench.json", console=None, timeout_s
           cache: str | Path | None = None) -> dict:
     """Run both variants (each in a fresh subprocess, same generation engine) and write `output` with the ratios."""
     from budgetreason import versions
+    from budgetreason.checks import measurement
+
+    measurement(spec, output)  # an unknown GPU or model fails here, not after a minute in the subprocess
 
     results: dict[str, dict] = {}
     shape = None

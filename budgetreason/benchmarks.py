@@ -61,6 +61,9 @@ def _rows(b: Benchmark, data: str | None, seed: int) -> list[dict]:
         if not path.exists():
             raise BudgetError(f"--data {data}: no such file or folder.")
         return read_local(path, split=b.split)
+    from budgetreason.online import offline_reason
+
+    offline_reason()  # before datasets is imported: without the hub it reads its cache only, at once
     import datasets
 
     try:

@@ -363,6 +363,10 @@ def calibrate(specs: list[Spec], output: str | Path = "calibration.jsonl", conso
     import torch
 
     from budgetreason import versions
+    from budgetreason.checks import measurement
+
+    for spec in specs:
+        measurement(spec, output)  # before the first subprocess starts
 
     out = Path(output)
     if out.suffix != ".jsonl":

@@ -179,6 +179,9 @@ def _without_undecodable_lines(path: Path, raw: bytes, bad: list[int]) -> Path |
 
 
 def _read_hub(recipe: Recipe, split: str | None, config: str | None = None) -> list[dict]:
+    from budgetreason.online import offline_reason
+
+    offline_reason()  # before datasets is imported: without the hub it reads its cache only, at once
     import datasets
 
     try:
@@ -208,6 +211,9 @@ def _source_rows(name_or_path: str, data_files: str | None, split: str | None, s
     if path.exists():
         return read_local(path, split, not_utf8=not_utf8), str(path), None, None
     if "/" in name_or_path and not path.suffix:
+        from budgetreason.online import offline_reason
+
+        offline_reason()
         import datasets
 
         try:

@@ -20,14 +20,16 @@ def demo(output: str | Path = "runs/demo", seed: int = 0, steps: int = DEMO_STEP
     """Run the demo into `output`; returns before/after scores and the reward's first and last fifth."""
     from rich.console import Console
 
+    from budgetreason.checks import at_least, output_folder
     from budgetreason.comparison import compare, to_rich
     from budgetreason.evaluation import evaluate
     from budgetreason.planner import plan
     from budgetreason.training import train
     from budgetreason.views import plan_view
 
+    at_least(steps, 1, "--steps")  # before the minutes of planning and the baseline evaluation
+    out = output_folder(output)
     console = console or Console()
-    out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     console.rule("1. plan")
     p = plan("cpu", "tiny-arith", hours=0.1, lora_rank=16, num_generations=8, max_prompt_length=128,

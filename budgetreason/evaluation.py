@@ -9,7 +9,8 @@ Writes into the output folder:
 
 ``--protocol tina|micro-budget`` sets every sampling setting, the benchmarks and the reported
 k of one paper (``PROTOCOLS``, each value with its source); eval.json records the protocol. Without
-a protocol the defaults are the micro-budget protocol's.
+a protocol the defaults are the micro-budget protocol's, except that ``max_tokens`` (3584) is
+capped by what the model's context leaves for the completion (tiny-arith: 1024 − 512 = 512).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -212,16 +214,67 @@ def summarize(records: list[dict], ks=KS) -> dict:
     return out
 
 
+#: The micro-budget paper's completion length; capped by the model's context (see default_max_tokens).
+PROTOCOL_MAX_TOKENS = 3584
+#: Room left for the prompt when the completion length is derived from the model's context.
+PROMPT_ROOM = 512
+BACKENDS = ("auto", "vllm", "unsloth", "hf")
+
+
+def default_max_tokens(context: int, protocol: int = PROTOCOL_MAX_TOKENS) -> int:
+    """The protocol's completion length, or what the model's context leaves after PROMPT_ROOM tokens of prompt."""
+    return max(1, min(protocol, context - min(PROMPT_ROOM, context // 2)))
+
+
+def check_arguments(model: str, benchmarks: list[str], samples: int, max_tokens: int | None, temperature: float,
+                    top_p: float, limit: int | None, backend: str, output: str | Path | None) -> tuple[int, str | None]:
+    """Every argument of `evaluate`, before any model or data loads; returns the completion length and a warning."""
+    from budgetreason.benchmarks import get
+    from budgetreason.checks import at_least, output_folder
+    from budgetreason.models import resolve_model
+
+    at_least(samples, 1, "--samples")
+    at_least(max_tokens, 1, "--max-tokens")
+    at_least(limit, 1, "--limit")
+    if temperature < 0:
+        raise BudgetError(f"--temperature cannot be negative, got {temperature:g}.")
+    if temperature == 0 and samples > 1:
+        raise BudgetError(f"--temperature 0 is greedy decoding: all {samples} samples would be the same text; "
+                          "use --samples 1, or a temperature above 0 (the protocol uses 0.6).")
+    if not 0 < top_p <= 1:
+        raise BudgetError(f"--top-p must be in (0, 1], got {top_p:g}.")
+    if backend not in BACKENDS:
+        raise BudgetError(f"--backend must be {', '.join(BACKENDS[:-1])} or {BACKENDS[-1]}, got '{backend}'.")
+    if not benchmarks:
+        raise BudgetError("--benchmarks is empty; see `budgetreason benchmarks` for the names.")
+    for name in benchmarks:
+        get(name)
+    if output is not None:
+        output_folder(output)
+    context = resolve_model(model).max_context
+    if max_tokens is None:
+        fit = default_max_tokens(context)
+        note = None if fit == PROTOCOL_MAX_TOKENS else (
+            f"--max-tokens {fit}, not the protocol's {PROTOCOL_MAX_TOKENS}: {model}'s context is {context} tokens.")
+        return fit, note
+    if max_tokens > context - min(PROMPT_ROOM, context // 2):
+        return max_tokens, (f"--max-tokens {max_tokens} leaves little or no room for the prompt in {model}'s context "
+                            f"of {context} tokens; long completions will be cut.")
+    return max_tokens, None
+
+
 def evaluate(model: str, *, adapter: str | None = None, benchmarks: list[str] | str = ("aime24", "aime25", "amc23"),
-             samples: int = 16, max_tokens: int = 3584, temperature: float = 0.6, top_p: float = 0.95, seed: int = 0,
-             output: str | Path | None = None, data: dict[str, str] | str | None = None, limit: int | None = None,
-             backend: str = "auto", overwrite: bool = False, label: str | None = None, protocol: str | None = None,
-             ks=KS, console=None) -> dict:
+             samples: int = 16, max_tokens: int | None = None, temperature: float = 0.6, top_p: float = 0.95,
+             seed: int = 0, output: str | Path | None = None, data: dict[str, str] | str | None = None,
+             limit: int | None = None, backend: str = "auto", overwrite: bool = False, label: str | None = None,
+             protocol: str | None = None, ks=KS, console=None) -> dict:
     """Evaluate `model` (+ `adapter`) on `benchmarks`; returns the eval.json content.
 
     `adapter` takes a run folder, a checkpoint or an adapter folder. `data` maps benchmark
-    names to local copies (a single path applies to a single benchmark). Re-running with the
-    same settings and output resumes; other settings need a new output or ``overwrite``.
+    names to local copies (a single path applies to a single benchmark). `max_tokens` None
+    means the protocol's 3584, or less when the model's context is shorter (with a warning).
+    Re-running with the same settings and output resumes; other settings need a new output
+    or ``overwrite``.
     """
     from budgetreason.benchmarks import load_problems
     from budgetreason.models import canonical_model_id
@@ -234,9 +287,9 @@ def evaluate(model: str, *, adapter: str | None = None, benchmarks: list[str] | 
         temperature, top_p, max_tokens = p["temperature"], p["top_p"], p["max_tokens"]
     if isinstance(benchmarks, str):
         benchmarks = [b.strip() for b in benchmarks.split(",") if b.strip()]
-    if samples < 1 or max_tokens < 1:
-        raise BudgetError("--samples and --max-tokens must be at least 1.")
     model = canonical_model_id(model)
+    max_tokens, note = check_arguments(model, list(benchmarks), samples, max_tokens, temperature, top_p, limit, backend,
+                                       output)
     adapter_path, run_cfg = adapter_dir(adapter)
     if isinstance(data, str):
         if len(benchmarks) != 1:
@@ -245,6 +298,9 @@ def evaluate(model: str, *, adapter: str | None = None, benchmarks: list[str] | 
     data = data or {}
     settings = SamplingSettings(n=samples, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
     out_dir = Path(output or Path("evals") / f"{model.split('/')[-1]}{'-' + Path(adapter).name if adapter else ''}")
+    problems = {bench: load_problems(bench, data=data.get(bench), seed=seed, limit=limit) for bench in benchmarks}
+    if note and console is not None:  # after the last check that can fail, so an error stays one line
+        console.print(f"[yellow]warning: {note}[/]", highlight=False)
     out_dir.mkdir(parents=True, exist_ok=True)
     wanted = {"model": model, "adapter": adapter_path, "adapter_hash": adapter_hash(adapter_path),
               "sampling": asdict(settings), "limit": limit, "protocol": protocol,
@@ -271,26 +327,25 @@ def evaluate(model: str, *, adapter: str | None = None, benchmarks: list[str] | 
     # A problem counts as done once all its samples are written; a partial one is generated again.
     counts = Counter((r["benchmark"], r["problem_id"]) for r in _read_completions(comp_file))
     done = {key for key, n in counts.items() if n >= samples}
+    todo = {bench: [p for p in probs if (bench, p.id) not in done] for bench, probs in problems.items()}
     generator, used_backend = None, None
-    for bench in benchmarks:
-        problems = load_problems(bench, data=data.get(bench), seed=seed, limit=limit)
-        todo = [p for p in problems if (bench, p.id) not in done]
-        if not todo:
-            continue
-        if generator is None:
-            generator, used_backend = _make_generator(model, adapter_path, backend, settings, run_cfg)
-        kept = [r for r in _read_completions(comp_file) if (r["benchmark"], r["problem_id"]) in done]
-        comp_file.write_text("".join(json.dumps(r) + "\n" for r in kept))  # drop partial problems
-        chunk = 8
-        for i in range(0, len(todo), chunk):
-            part = todo[i:i + chunk]
-            recs = score(part, generator.generate([p.prompt for p in part], settings), bench)
-            with comp_file.open("a") as f:
-                for r in recs:
-                    f.write(json.dumps(r) + "\n")
-            done.update((bench, p.id) for p in part)
-            if console is not None:
-                console.print(f"{bench}: {min(i + chunk, len(todo))}/{len(todo)} problems")
+    with _progress(console, sum(map(len, todo.values()))) as advance:
+        for bench, left in todo.items():
+            if not left:
+                continue
+            if generator is None:
+                generator, used_backend = _make_generator(model, adapter_path, backend, settings, run_cfg)
+            kept = [r for r in _read_completions(comp_file) if (r["benchmark"], r["problem_id"]) in done]
+            comp_file.write_text("".join(json.dumps(r) + "\n" for r in kept))  # drop partial problems
+            chunk = 8
+            for i in range(0, len(left), chunk):
+                part = left[i:i + chunk]
+                recs = score(part, generator.generate([p.prompt for p in part], settings), bench)
+                with comp_file.open("a") as f:
+                    for r in recs:
+                        f.write(json.dumps(r) + "\n")
+                done.update((bench, p.id) for p in part)
+                advance(bench, len(part))
     records = [r for r in _read_completions(comp_file) if r["benchmark"] in benchmarks]
     result = {"label": wanted["label"], "model": model, "adapter": adapter_path,
               "adapter_hash": wanted["adapter_hash"], "run_config": {
@@ -302,3 +357,26 @@ def evaluate(model: str, *, adapter: str | None = None, benchmarks: list[str] | 
         "benchmarks": summarize(records, ks=ks)}
     (out_dir / EVAL_FILE).write_text(json.dumps(result, indent=2))
     return result
+
+
+@contextmanager
+def _progress(console, total: int):
+    """A rich progress bar on `console` (problems done of `total`, elapsed, ETA); yields advance(benchmark, n)."""
+    if console is None or total == 0:
+        yield lambda bench, n: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("problems"),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("evaluating", total=total)
+
+        def advance(bench: str, n: int) -> None:
+            bar.update(task, advance=n, description=bench)
+            if not console.is_terminal:  # logs and notebooks: one line per chunk instead of a redrawn bar
+                t = bar.tasks[0]
+                eta = "" if t.time_remaining is None else f", ETA {t.time_remaining / 60:.1f} min"
+                console.print(f"{bench}: {int(t.completed)}/{total} problems{eta}")
+
+        yield advance

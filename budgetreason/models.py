@@ -215,23 +215,39 @@ def resolve_model(name: str) -> ModelArch:
         if not cfg_file.is_file():
             raise BudgetError(f"Folder '{name}' has no config.json; point --model at a model folder or a hub id.")
         return from_config(json.loads(cfg_file.read_text()), name, source=str(cfg_file))
+    if looks_like_path(name):
+        raise BudgetError(f"--model {name}: no such folder. Give the folder that holds config.json, or a hub id (org/name).")
     if "/" not in name:
         raise BudgetError(f"Unknown model '{name}'. See `budgetreason models`, or pass a hub id (org/name) or a local folder.")
     cfg_file = _config_from_hub(name)
     return from_config(json.loads(Path(cfg_file).read_text()), name, source=f"config.json of {name} (hub)")
 
 
-def _config_from_hub(repo_id: str) -> str:
-    try:
-        from huggingface_hub import hf_hub_download, try_to_load_from_cache
+def looks_like_path(name: str) -> bool:
+    """A name no hub id can be (./x, /x, ~/x, a/b/c): the user meant a local folder."""
+    return name.startswith((".", "/", "~", "\\")) or name.count("/") > 1 or "\\" in name
 
+
+def _config_from_hub(repo_id: str) -> str:
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    from budgetreason.online import offline_reason
+
+    try:
         cached = try_to_load_from_cache(repo_id, "config.json")
-        if isinstance(cached, str):
-            return cached
+    except Exception:  # an id the hub would reject (bad characters): treat as not cached
+        cached = None
+    if isinstance(cached, str):
+        return cached
+    reason = offline_reason()
+    if reason:
+        raise BudgetError(f"Model '{repo_id}' is neither in the catalog nor in the local cache, and the hub is out of "
+                          f"reach ({reason}). Pass a local folder with config.json, or pick one from `budgetreason models`.")
+    try:
         return hf_hub_download(repo_id, "config.json", etag_timeout=5)
-    except Exception as e:  # offline, gated, missing: all the same to the user
+    except Exception as e:  # missing, gated, a bad id: all the same to the user
         kind = type(e).__name__
         raise BudgetError(
-            f"Model '{repo_id}' is not in the catalog and its config.json cannot be had ({kind}; offline?). "
-            "Pass a local folder with config.json, or pick one from `budgetreason models`."
+            f"Model '{repo_id}' is not in the catalog and the hub gives no config.json for it ({kind}: missing, "
+            "gated or misspelt?). Pass a local folder with config.json, or pick one from `budgetreason models`."
         ) from None

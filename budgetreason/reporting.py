@@ -11,14 +11,19 @@ entropies of base model and adapter: ``budgetreason compare``), the change
 in response length (its Figure 4), the best checkpoint by validation accuracy, the turning
 point, and a verdict:
 
+Curves are smoothed by a centred moving mean (``smooth``): an EMA started at the first point
+lags the raw curve by about 1/α steps, so its last point understates where a run ended.
+
 - **turning point** (Tina's Figure 4: the best checkpoint sits just before it): the step where
-  the EMA of the format reward peaks and then falls by at least TURN_DROP, or where the EMA of
+  the smoothed format reward peaks and then falls by at least TURN_DROP, or where the smoothed
   completion length reaches its minimum and then grows by at least TURN_GROWTH (relative),
   whichever comes first;
-- **verdict**: *collapsing* when reward or validation accuracy falls (last tenth below its best
-  by COLLAPSE_DROP) while training entropy drops (below −COLLAPSE_ENTROPY_PCT), as the paper's
-  rigid models did; *learning* when the reward (or validation accuracy) of the last tenth beats
-  the first tenth by LEARNING_GAIN; *flat* otherwise.
+- **verdict**: *too short* with fewer than MIN_VERDICT_STEPS logged steps; *collapsing* when
+  reward or validation accuracy falls (smoothed end below its best by COLLAPSE_DROP) while
+  training entropy drops (below −COLLAPSE_ENTROPY_PCT), as the paper's rigid models did;
+  *learning* when the mean reward (or validation accuracy) of the last window beats the first
+  by LEARNING_GAIN and by two standard errors; *flat* otherwise. A window is a tenth of the run
+  but at least MIN_WINDOW steps; ``verdict_note`` states the change with its standard error.
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ TURN_GROWTH = 0.10
 LEARNING_GAIN = 0.05
 COLLAPSE_DROP = 0.05
 COLLAPSE_ENTROPY_PCT = 20.0
+#: Steps averaged at each end of the run for the verdict (at least), and the fewest steps that get one.
+MIN_WINDOW = 5
+MIN_VERDICT_STEPS = 2 * MIN_WINDOW
 #: Settings that name a run in legends when they differ between runs, in this order.
 LEGEND_KEYS = ("model", "lora_rank", "dataset", "rewards", "loss", "learning_rate", "num_generations", "seed")
 
@@ -81,12 +89,41 @@ def load_run(path: str | Path) -> Run:
     return Run(path=Path(path), config=config, plan=plan, rows=folder.read_metrics(), summary=summary, checkpoints=ckpts)
 
 
-def ema(values: list[float], alpha: float = EMA_ALPHA) -> list[float]:
-    """Exponential moving average, s_t = α·x_t + (1 − α)·s_{t−1}, starting at the first value."""
-    out: list[float] = []
-    for v in values:
-        out.append(v if not out else alpha * v + (1 - alpha) * out[-1])
+def smooth_window(n: int, alpha: float = EMA_ALPHA) -> int:
+    """Odd window of the centred mean: the EMA's span 2/α − 1, at most a quarter of the `n` points."""
+    w = min(round(2 / alpha - 1), max(1, n // 4))
+    return max(1, w if w % 2 else w - 1)
+
+
+def smooth(values: list[float], alpha: float = EMA_ALPHA) -> list[float]:
+    """Centred moving mean over smooth_window points, the window cut at both ends (no lag, no start bias).
+
+    >>> smooth([0, 0, 0, 0, 1, 1, 1, 1], 0.1)  # window 1 of 8 points: the values themselves
+    [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]
+    >>> [round(x, 2) for x in smooth([0] * 10 + [1] * 10, 0.1)][-4:]  # window 5: the last three points' mean
+    [1.0, 1.0, 1.0, 1.0]
+    """
+    h = smooth_window(len(values), alpha) // 2
+    out = []
+    for i in range(len(values)):
+        part = values[max(0, i - h): i + h + 1]
+        out.append(sum(part) / len(part))
     return out
+
+
+def _end_windows(values: list[float]) -> tuple[float, float, float, int] | None:
+    """First and last window means, the standard error of their difference, and the window size."""
+    if len(values) < MIN_VERDICT_STEPS:
+        return None
+    n = min(max(len(values) // 10, MIN_WINDOW), len(values) // 2)
+    a, b = values[:n], values[-n:]
+
+    def var(xs):
+        m = sum(xs) / len(xs)
+        return sum((x - m) ** 2 for x in xs) / max(1, len(xs) - 1)
+
+    se = math.sqrt(var(a) / n + var(b) / n)
+    return sum(a) / n, sum(b) / n, se, n
 
 
 def _tenth_means(values: list[float]) -> tuple[float | None, float | None]:
@@ -102,13 +139,13 @@ def turning_point(run: Run, alpha: float = EMA_ALPHA) -> dict | None:
     found = []
     steps, fmt = run.series("rewards/format")
     if fmt:
-        s = ema(fmt, alpha)
+        s = smooth(fmt, alpha)
         i = max(range(len(s)), key=s.__getitem__)
         if i < len(s) - 1 and s[i] - min(s[i:]) >= TURN_DROP:
             found.append({"step": steps[i], "rule": "format reward peaks, then falls"})
     steps, length = run.series("completion_length")
     if length:
-        s = ema(length, alpha)
+        s = smooth(length, alpha)
         i = min(range(len(s)), key=s.__getitem__)
         if 0 < i < len(s) - 1 and s[i] > 0 and (max(s[i:]) - s[i]) / s[i] >= TURN_GROWTH:
             found.append({"step": steps[i], "rule": "completion length reaches its minimum, then grows"})
@@ -138,13 +175,22 @@ def analyse(run: Run, alpha: float = EMA_ALPHA) -> dict:
         i = max(range(len(val)), key=val.__getitem__)
         saved = [c for c in run.checkpoints if c <= vsteps[i]]
         best_val = {"step": vsteps[i], "accuracy": val[i], "nearest_checkpoint": max(saved) if saved else None}
-    smooth = ema(main, alpha) if main else []
+    curve = smooth(main, alpha) if main else []
     v0, v1 = _tenth_means(val)
-    falling = bool(smooth) and (smooth[-1] < max(smooth) - COLLAPSE_DROP) or (
+    falling = bool(curve) and (curve[-1] < max(curve) - COLLAPSE_DROP) or (
         bool(val) and v1 is not None and v1 < max(val) - COLLAPSE_DROP)
-    if falling and d_entropy is not None and d_entropy < -COLLAPSE_ENTROPY_PCT:
+    ends = _end_windows(main)
+    note = None
+    if ends:
+        w0, w1, se, n = ends
+        note = f"last {n} vs first {n} steps: {w1 - w0:+.3f} ± {se:.3f} (standard error)"
+    rises = ends is not None and ends[1] - ends[0] >= max(LEARNING_GAIN, 2 * ends[2])
+    if ends is None and len(val) < 2:
+        verdict = "too short"
+        note = f"{len(main)} steps logged; a verdict needs at least {MIN_VERDICT_STEPS}"
+    elif falling and d_entropy is not None and d_entropy < -COLLAPSE_ENTROPY_PCT:
         verdict = "collapsing"
-    elif (first is not None and last - first >= LEARNING_GAIN) or (v0 is not None and v1 - v0 >= LEARNING_GAIN):
+    elif rises or (v0 is not None and len(val) >= 2 and v1 - v0 >= LEARNING_GAIN):
         verdict = "learning"
     else:
         verdict = "flat"
@@ -158,12 +204,13 @@ def analyse(run: Run, alpha: float = EMA_ALPHA) -> dict:
         "status": (run.summary or {}).get("stop_reason", "running or interrupted"),
         "final": {"reward": _last(reward), "accuracy": _last(acc), "completion_length": _last(length),
                   "entropy": _last(ent), "val_accuracy": _last(val)},
-        "best": {"reward_ema": round(max(ema(reward, alpha)), 4) if reward else None,
-                 "accuracy_ema": round(max(ema(acc, alpha)), 4) if acc else None,
+        "best": {"reward_smoothed": round(max(smooth(reward, alpha)), 4) if reward else None,
+                 "accuracy_smoothed": round(max(smooth(acc, alpha)), 4) if acc else None,
                  "val_accuracy": round(max(val), 4) if val else None},
         "reward_first_tenth": _r(first), "reward_last_tenth": _r(last),
         "train_entropy_change_pct": _r(d_entropy, 1), "length_change_pct": _r(d_length, 1),
         "best_checkpoint": best_val, "turning_point": turning_point(run, alpha), "verdict": verdict,
+        "verdict_note": note, "checkpoints": run.checkpoints,
     }
 
 
@@ -191,8 +238,31 @@ def legend_labels(runs: list[Run]) -> list[str]:
     return [", ".join(fmt(k, r.config.get(k)) for k in keys) for r in runs]
 
 
+def _step_axis(ax) -> None:
+    """Optimizer steps are whole numbers: integer ticks only."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("optimizer step")
+    ax.grid(alpha=0.3)
+
+
+def _mark_events(ax, runs: list[Run], alpha: float) -> None:
+    """Checkpoints as dotted lines, the turning point as a dashed one (labelled once each)."""
+    for i, run in enumerate(runs):
+        color = f"C{i % 10}"
+        for j, step in enumerate(run.checkpoints):
+            ax.axvline(step, color=color, linestyle=":", linewidth=0.9, alpha=0.6,
+                       label="checkpoint" if i == 0 and j == 0 else None)
+        tp = turning_point(run, alpha)
+        if tp is not None:
+            ax.axvline(tp["step"], color=color, linestyle="--", linewidth=1.4,
+                       label=f"turning point (step {tp['step']})")
+
+
 def figure(runs: list[Run], key: str, title: str, ylabel: str, labels: list[str], alpha: float = EMA_ALPHA):
-    """Raw (thin) and EMA-smoothed (thick) curves of `key` for every run, on shared axes."""
+    """Raw (thin) and smoothed (thick, centred mean) curves of `key` for every run, on shared axes,
+    with checkpoints and turning points marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -209,37 +279,50 @@ def figure(runs: list[Run], key: str, title: str, ylabel: str, labels: list[str]
             ax.errorbar(xs, ys, yerr=se, fmt="o", markersize=3, color=color, alpha=0.6, capsize=2,
                         label=f"{label} (± standard error)")
         ax.plot(xs, ys, color=color, alpha=0.3, linewidth=1, label=f"{label} (raw)")
-        ax.plot(xs, ema(ys, alpha), color=color, linewidth=2.2, label=f"{label} (EMA α={alpha:g})")
+        ax.plot(xs, smooth(ys, alpha), color=color, linewidth=2.2,
+                label=f"{label} (centred mean of {smooth_window(len(ys), alpha)} steps)")
+    _mark_events(ax, runs, alpha)
     ax.set_title(title)
-    ax.set_xlabel("optimizer step")
     ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
+    _step_axis(ax)
     if ax.get_lines():
         ax.legend(fontsize=8, loc="best", frameon=False)
     return fig
 
 
+def _budget_panel(runs: list[Run]) -> bool:
+    """A budget-used panel says something only for time budgets; with --max-steps alone it is a straight line."""
+    return any(run.config.get("budget_hours") for run in runs)
+
+
 def lr_budget_figure(runs: list[Run], labels: list[str]):
+    """The learning rate each step trained with; beside it the budget used, for runs with a time budget."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110, constrained_layout=True)
+    with_budget = _budget_panel(runs)
+    fig, axes = plt.subplots(1, 2 if with_budget else 1, figsize=(10 if with_budget else 6, 3.8), dpi=110,
+                             constrained_layout=True, squeeze=False)
+    a1 = axes[0][0]
     for i, (run, label) in enumerate(zip(runs, labels)):
         xs, lr = run.series("learning_rate")
-        a1.plot(xs, lr, color=f"C{i % 10}", linewidth=2, label=label)
-        xs, frac = run.series("budget_fraction")
-        a2.plot(xs, [100 * f for f in frac], color=f"C{i % 10}", linewidth=2, label=label)
+        a1.plot(xs, lr, color=f"C{i % 10}", linewidth=2, marker="." if len(xs) <= 50 else None, label=label)
     a1.set_title("Learning rate")
-    a1.set_xlabel("optimizer step")
     a1.set_ylabel("learning rate")
     a1.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
-    a2.set_title("Budget used")
-    a2.set_xlabel("optimizer step")
-    a2.set_ylabel("budget used (%)")
-    for a in (a1, a2):
-        a.grid(alpha=0.3)
+    panels = [a1]
+    if with_budget:
+        a2 = axes[0][1]
+        for i, (run, label) in enumerate(zip(runs, labels)):
+            xs, frac = run.series("budget_fraction")
+            a2.plot(xs, [100 * f for f in frac], color=f"C{i % 10}", linewidth=2, label=label)
+        a2.set_title("Budget used")
+        a2.set_ylabel("budget used (%)")
+        panels.append(a2)
+    for a in panels:
+        _step_axis(a)
         if a.get_lines():
             a.legend(fontsize=8, frameon=False)
     return fig
@@ -251,8 +334,10 @@ def report(run_dirs: list[str | Path], output: str | Path | None = None, alpha: 
 
     if not run_dirs:
         raise BudgetError("report needs at least one run folder.")
+    from budgetreason.checks import output_folder
+
     runs = [load_run(p) for p in run_dirs]
-    out = Path(output or Path(run_dirs[0]) / "report")
+    out = output_folder(output or Path(run_dirs[0]) / "report")
     out.mkdir(parents=True, exist_ok=True)
     labels = legend_labels(runs)
     figures = {}
@@ -268,7 +353,7 @@ def report(run_dirs: list[str | Path], output: str | Path | None = None, alpha: 
     plt.close(fig)
     figures["lr_budget"] = "lr_budget.png"
     analyses = [analyse(r, alpha) | {"label": lab} for r, lab in zip(runs, labels)]
-    data = {"runs": analyses, "figures": figures, "ema_alpha": alpha}
+    data = {"runs": analyses, "figures": figures, "smoothing_alpha": alpha}
     (out / "report.json").write_text(json.dumps(data, indent=2))
     (out / "report.md").write_text(to_markdown(data))
     return data
@@ -285,17 +370,25 @@ def to_markdown(data: dict) -> str:
         best = "" if not bv else f"{bv['accuracy']:.3f} ({bv['step']})"
         lines.append(
             f"| {a['label']} | {a['model']} | {a['lora_rank']} | {a['steps']} | {a['hours']:.2f} | {a['cost_usd']:.2f} | "
-            f"{_fmt(a['reward_first_tenth'])} → {_fmt(a['reward_last_tenth'])} | {_fmt(a['train_entropy_change_pct'])} | "
-            f"{_fmt(a['length_change_pct'])} | {best} | "
+            f"{_fmt(a['reward_first_tenth'])} → {_fmt(a['reward_last_tenth'])} | {_pct(a['train_entropy_change_pct'])} | "
+            f"{_pct(a['length_change_pct'])} | {best} | "
             f"{'' if not tp else tp['step']} | **{a['verdict']}** |")
     lines += ["", "Reward: the accuracy reward where logged, else the total. Train entropy (TRL's token-weighted entropy "
               "at the sampling temperature) and length: last tenth of training against the first, in percent; the "
               "paper's ΔH_rel (evaluation entropy, adapter vs base model) is in `budgetreason compare`. "
               "Verdict and turning-point rules: budgetreason/reporting.py.", ""]
+    lines += [f"- {a['label']}: {a['verdict']} ({a['verdict_note']})" for a in data["runs"] if a.get("verdict_note")]
+    lines.append("")
     for name, path in data["figures"].items():
         lines += [f"![{name}]({path})", ""]
     return "\n".join(lines)
 
 
 def _fmt(x) -> str:
-    return "–" if x is None else (f"{x:.3f}" if abs(x) < 10 else f"{x:.1f}")
+    """Rewards and accuracies (fractions): three decimals."""
+    return "–" if x is None else f"{x:.3f}"
+
+
+def _pct(x) -> str:
+    """Relative changes in percent: a sign and one decimal, the same in every row."""
+    return "–" if x is None else f"{x:+.1f}"

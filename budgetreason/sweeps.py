@@ -53,6 +53,16 @@ def sweep(models: list[str], ranks: list[int], *, output: str | Path, dataset: s
         raise BudgetError("sweep needs at least one model (--models) and one rank (--ranks).")
     if hours_each is None and max_steps_each is None and not _recipe_budget(recipe):
         raise BudgetError("Give each run a budget: --hours-each H and/or --max-steps-each N.")
+    from budgetreason.checks import at_least, output_folder
+    from budgetreason.models import resolve_model
+
+    if hours_each is not None and hours_each <= 0:
+        raise BudgetError(f"--hours-each must be more than 0, got {hours_each:g}.")
+    at_least(max_steps_each, 1, "--max-steps-each")
+    at_least(min(ranks), 1, "--ranks")
+    for m in models:
+        resolve_model(m)  # an unknown model fails now, not after the first runs
+    output_folder(output)
     with RunFolder(output).locked(wait=wait, console=console):
         return _sweep(models, ranks, Path(output), dataset, hours_each, max_steps_each, recipe, console, settings)
 

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from budgetreason.checks import output_folder
 from budgetreason.config import RunConfig, slug
 from budgetreason.errors import BudgetError
 from budgetreason.runfolder import BUDGET_STATE, RunFolder
@@ -100,6 +101,9 @@ def resolve(config: RunConfig, reward_objects: dict | None = None, planned=None)
     from budgetreason.models import TINY_MODEL_ID, canonical_model_id, resolve_model
     from budgetreason.planner import plan
 
+    if config.output:  # the cheap checks first: reading the local GPU may import torch
+        output_folder(config.output)
+    _check_tracker(config.report_to)
     gpu = resolve_gpu(config.gpu, config.vram_gb)
     backend, generation = choose_engine(config.backend, config.generation, gpu)
     model = canonical_model_id(config.model or (TINY_MODEL_ID if not gpu.is_cuda else "Qwen/Qwen2.5-1.5B-Instruct"))
@@ -161,6 +165,7 @@ def resolve(config: RunConfig, reward_objects: dict | None = None, planned=None)
     )
     if resolved.output is None:
         resolved.output = str(Path("runs") / f"{slug(model)}-{slug(dataset)}-r{resolved.lora_rank}-s{resolved.seed}")
+    output_folder(resolved.output)
     return ResolvedRun(config=resolved, plan=p, folder=RunFolder(resolved.output), backend=backend, gpu=gpu,
                        rewards=custom, generation=generation)
 
@@ -182,6 +187,20 @@ def val_every(run: ResolvedRun) -> int | None:
     if v == "auto":
         return (run.plan.validation or {}).get("every") or 1
     return v
+
+
+#: --report-to value → the module transformers needs for it (tensorboard also works through tensorboardX).
+TRACKERS = {"wandb": ("wandb",), "tensorboard": ("tensorboard", "tensorboardX"), "trackio": ("trackio",)}
+
+
+def _check_tracker(report_to: str) -> None:
+    """--report-to X needs X installed; say so now rather than after the model has loaded."""
+    from budgetreason.backends import installed
+
+    modules = TRACKERS.get(report_to)
+    if modules and not any(installed(m) for m in modules):
+        raise BudgetError(f"--report-to {report_to} needs the {modules[0]} package: pip install {modules[0]} "
+                          "(or pip install 'budgetreason[track]' for wandb, tensorboard and trackio), or --report-to none.")
 
 
 def _identity(cfg: RunConfig) -> dict:

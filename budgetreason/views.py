@@ -82,26 +82,51 @@ def plan_view(plan) -> Group:
     return Group(Panel(Group(*parts), title=title, title_align="left"))
 
 
-def gpus_table(gpus: list[GPU]) -> Table:
-    t = Table(title="GPUs budgetreason knows")
-    for col, just in (("key", "left"), ("name", "left"), ("memory GiB", "right"), ("bf16", "center"),
-                      ("16-bit TFLOP/s", "right"), ("bandwidth GB/s", "right"), ("$/h", "right")):
-        t.add_column(col, justify=just)
-    for g in gpus:
-        t.add_row(g.key, g.name, f"{g.vram_gib:.1f}", "yes" if g.bf16 else "no (fp16)", f"{g.tflops_16bit:g}",
-                  f"{g.mem_bw_gbs:g}", "" if g.price_usd_hr is None else f"{g.price_usd_hr:.2f}")
+def fitted_table(title: str, columns: list[tuple[str, str]], rows: list[list[str]], width: int | None,
+                 priority: list[int] | None = None) -> Table:
+    """A table whose cells are never cut or wrapped: columns that do not fit `width` are left out.
+
+    Columns are kept in `priority` order (default: left to right) while they fit; a caption
+    names the ones left out. `width` None keeps every column.
+    """
+    sizes = [max([len(h)] + [len(r[i]) for r in rows]) for i, (h, _) in enumerate(columns)]
+    keep: list[int] = []
+    for i in priority or range(len(columns)):
+        # Rich's default box: one border character per column plus one, one space of padding each side.
+        if width is None or sum(sizes[j] + 3 for j in keep + [i]) + 1 <= width:
+            keep.append(i)
+    keep.sort()
+    t = Table(title=title)
+    for i in keep:
+        header, justify = columns[i]
+        t.add_column(header, justify=justify, no_wrap=True, min_width=sizes[i])
+    for r in rows:
+        t.add_row(*[r[i] for i in keep])
+    left_out = [columns[i][0] for i in range(len(columns)) if i not in keep]
+    if left_out:
+        t.caption = f"left out to fit {width} columns: {', '.join(left_out)} (--json, or a wider COLUMNS, shows them)"
     return t
 
 
-def models_table(models: list[ModelArch]) -> Table:
-    t = Table(title="Models budgetreason knows (any other hub id or folder is read from its config.json)")
-    for col in ("id", "params", "layers", "hidden", "inter.", "heads/kv", "head dim", "vocab", "tied", "context"):
-        t.add_column(col, justify="left" if col == "id" else "right")
-    for m in models:
-        t.add_row(m.id, f"{m.param_count() / 1e9:.2f}B", str(m.num_layers), str(m.hidden_size),
-                  str(m.intermediate_size), f"{m.num_heads}/{m.num_kv_heads}", str(m.head_dim), f"{m.vocab_size:,}",
-                  "yes" if m.tie_word_embeddings else "no", f"{m.max_context:,}")
-    return t
+def gpus_table(gpus: list[GPU], width: int | None = None) -> Table:
+    """The GPU catalog; at a narrow `width` the least needed columns are left out, never cut."""
+    columns = [("key", "left"), ("name", "left"), ("GiB", "right"), ("bf16", "center"), ("TFLOP/s", "right"),
+               ("GB/s", "right"), ("$/h", "right")]
+    rows = [[g.key, g.name, f"{g.vram_gib:.1f}", "yes" if g.bf16 else "fp16", f"{g.tflops_16bit:g}",
+             f"{g.mem_bw_gbs:g}", "" if g.price_usd_hr is None else f"{g.price_usd_hr:.2f}"] for g in gpus]
+    return fitted_table("GPUs budgetreason knows (GiB: memory; TFLOP/s: 16-bit dense; GB/s: memory bandwidth)",
+                        columns, rows, width, priority=[0, 2, 6, 3, 1, 4, 5])
+
+
+def models_table(models: list[ModelArch], width: int | None = None) -> Table:
+    """The model catalog; at a narrow `width` the least needed columns are left out, never the id."""
+    columns = [(c, "left" if c == "id" else "right") for c in
+               ("id", "params", "layers", "hidden", "inter.", "heads/kv", "head dim", "vocab", "tied", "context")]
+    rows = [[m.id, f"{m.param_count() / 1e9:.2f}B", str(m.num_layers), str(m.hidden_size), str(m.intermediate_size),
+             f"{m.num_heads}/{m.num_kv_heads}", str(m.head_dim), f"{m.vocab_size:,}",
+             "yes" if m.tie_word_embeddings else "no", f"{m.max_context:,}"] for m in models]
+    return fitted_table("Models budgetreason knows (any other hub id or folder is read from its config.json)",
+                        columns, rows, width, priority=[0, 1, 9, 2, 3, 5, 8, 6, 4, 7])
 
 
 def eval_table(result: dict) -> Table:

@@ -21,7 +21,8 @@ def gpus_cmd(as_json: JsonOpt = False) -> None:
 
     from budgetreason.views import gpus_table
 
-    Console().print(gpus_table(gpus))
+    console = Console()
+    console.print(gpus_table(gpus, console.width))
 
 
 def models_cmd(as_json: JsonOpt = False) -> None:
@@ -36,7 +37,8 @@ def models_cmd(as_json: JsonOpt = False) -> None:
 
     from budgetreason.views import models_table
 
-    Console().print(models_table(models))
+    console = Console()
+    console.print(models_table(models, console.width))
 
 
 def versions_cmd() -> None:

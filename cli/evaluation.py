@@ -16,7 +16,7 @@ def eval_cmd(
     protocol: Annotated[str | None, typer.Option("--protocol", help="tina or micro-budget: a paper's benchmarks, samples, k and sampling.")] = None,
     benchmarks: Annotated[str | None, typer.Option("--benchmarks", "-b", help="Comma list; default aime24,aime25,amc23.")] = None,
     samples: Annotated[int | None, typer.Option("--samples", "-n", help="Samples per problem (16).")] = None,
-    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="New tokens per sample (3584).")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="New tokens per sample (3584, less for a short context).")] = None,
     temperature: Annotated[float | None, typer.Option("--temperature", help="0.6")] = None,
     top_p: Annotated[float | None, typer.Option("--top-p", help="0.95")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -43,7 +43,7 @@ def eval_cmd(
     benchmarks = benchmarks or ",".join(p["benchmarks"])
     console = Console(stderr=True)
     result = evaluate(model, adapter=adapter, benchmarks=benchmarks, samples=samples or p["samples"],
-                      max_tokens=max_tokens or p["max_tokens"],
+                      max_tokens=max_tokens,  # None: 3584, or what the model's context leaves (with a warning)
                       temperature=p["temperature"] if temperature is None else temperature,
                       top_p=p["top_p"] if top_p is None else top_p, seed=seed, output=output,
                       data=parse_data_option(data, PROTOCOLS[protocol]["benchmarks"] if protocol in PROTOCOLS else benchmarks),

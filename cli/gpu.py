@@ -7,10 +7,6 @@ from typing import Annotated
 import typer
 
 
-def _ints(s: str) -> list[int]:
-    return [int(x) for x in s.split(",") if x.strip()]
-
-
 def calibrate_cmd(
     models: Annotated[str, typer.Option("--models", help="Comma list of catalog architectures (random weights).")] = "Qwen/Qwen2.5-1.5B-Instruct",
     quick: Annotated[bool, typer.Option("--quick", help="Three shapes of the first architecture that separate the memory "
@@ -30,6 +26,7 @@ def calibrate_cmd(
 
     from budgetreason.calibrate import calibrate, grid
     from budgetreason.calibrate import quick as quick_specs
+    from budgetreason.checks import int_list
     from budgetreason.views import calibration_table
 
     names = [m.strip() for m in models.split(",") if m.strip()]
@@ -39,8 +36,8 @@ def calibrate_cmd(
         specs = quick_specs(names[0], cuda=torch.cuda.is_available() and gpu != "cpu", backend=backend,
                             generation=generation, gpu=gpu)
     else:
-        specs = grid(names, _ints(ranks), _ints(ks), _ints(completions), steps=steps, backend=backend,
-                     generation=generation, gpu=gpu)
+        specs = grid(names, int_list(ranks, "--ranks"), int_list(ks, "--ks", 2), int_list(completions, "--completions"),
+                     steps=steps, backend=backend, generation=generation, gpu=gpu)
     data = calibrate(specs, output, console=Console(stderr=True), cache=cache)
     Console().print(calibration_table(data))
     if data["failures"]:

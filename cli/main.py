@@ -63,8 +63,22 @@ def _register() -> None:
 _register()
 
 
+#: Columns for rich output when stdout is not a terminal (pipes, CI logs, notebooks) and COLUMNS is unset.
+PIPE_COLUMNS = 120
+
+
+def _choose_width() -> None:
+    """Rich falls back to 80 columns outside a terminal, which wraps help into one-word columns.
+
+    COLUMNS, when set, wins (rich and Typer both read it); otherwise a pipe gets PIPE_COLUMNS.
+    """
+    if not os.environ.get("COLUMNS") and not sys.stdout.isatty():
+        os.environ["COLUMNS"] = str(PIPE_COLUMNS)
+
+
 def main() -> None:
     """Entry point: run the app; a BudgetError becomes one line on stderr and exit code 2."""
+    _choose_width()
     try:
         app()
     except BudgetError as e:

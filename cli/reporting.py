@@ -10,14 +10,16 @@ import typer
 def report_cmd(
     runs: Annotated[list[str], typer.Argument(help="Run folders (several overlay on the same axes).")],
     output: Annotated[str | None, typer.Option("--output", "-o", help="Folder for figures and report.md.")] = None,
-    ema: Annotated[float, typer.Option("--ema", help="EMA smoothing factor α.")] = 0.1,
+    smoothing: Annotated[float, typer.Option(
+        "--smooth", "--ema", help="Smoothing α: centred mean over 2/α − 1 steps (≤ a quarter of the run).")] = 0.1,
 ) -> None:
     """Training curves, entropy and length changes, turning point and a verdict per run."""
     from budgetreason.reporting import report
 
-    data = report(runs, output=output, alpha=ema)
+    data = report(runs, output=output, alpha=smoothing)
     for a in data["runs"]:
-        typer.echo(f"{a['label']}: {a['verdict']} — {a['steps']} steps, reward {a['reward_first_tenth']} → "
+        note = f" ({a['verdict_note']})" if a.get("verdict_note") else ""
+        typer.echo(f"{a['label']}: {a['verdict']}{note} — {a['steps']} steps, reward {a['reward_first_tenth']} → "
                    f"{a['reward_last_tenth']}, train entropy Δ {a['train_entropy_change_pct']}%")
     typer.echo(f"report: {output or runs[0] + '/report'}/report.md")
 
@@ -42,6 +44,7 @@ def sweep_cmd(
     """The rank sweep (models × ranks), one run after another; re-run to resume; ends with the combined report."""
     from rich.console import Console
 
+    from budgetreason.checks import int_list
     from budgetreason.sweeps import sweep
     from cli.train import _val_every
 
@@ -50,7 +53,7 @@ def sweep_cmd(
                                         val_every=_val_every(val_every), progress=False if no_progress else None).items()
                 if v is not None}
     state = sweep([m.strip() for m in models.split(",") if m.strip()],
-                  [int(r) for r in ranks.split(",") if r.strip()], output=output, dataset=dataset,
+                  int_list(ranks, "--ranks"), output=output, dataset=dataset,
                   hours_each=hours_each, max_steps_each=max_steps_each, recipe=recipe, console=Console(stderr=True),
                   wait=wait,
                   **settings)

@@ -31,7 +31,7 @@ def test_plan_table_shows_terms_and_cost():
     (["plan", "--gpu", "v100"], "Unknown GPU 'v100'"),
     (["plan", "--gpu", "a40", "--hours", "0"], "--hours must be more than 0"),
     (["plan", "--gpu", "a40", "--hours", "-1"], "--hours must be more than 0"),
-    (["plan", "--gpu", "a40", "--model", "someone/unknown-model"], "cannot be had"),
+    (["plan", "--gpu", "a40", "--model", "someone/unknown-model"], "the hub is out of reach"),
     (["plan", "--gpu", "t4", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--no-load-in-4bit"], "Does not fit"),
     (["plan", "--gpu", "a40", "--k", "1"], "--k must be at least 2"),
 ])

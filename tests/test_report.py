@@ -5,11 +5,22 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 
 import pytest
 import yaml
 
-from budgetreason.reporting import FIGURES, analyse, ema, figure, legend_labels, load_run, report, turning_point
+from budgetreason.reporting import (
+    FIGURES,
+    analyse,
+    figure,
+    legend_labels,
+    load_run,
+    lr_budget_figure,
+    report,
+    smooth,
+    turning_point,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -95,8 +106,10 @@ def test_turning_point_where_length_bottoms_out(tmp_path):
     assert turning_point(load_run(rising(tmp_path, "r2"))) is None
 
 
-def test_ema_formula():
-    assert ema([0, 10, 10], 0.1) == [0, pytest.approx(1.0), pytest.approx(1.9)]
+def test_smoother_is_a_centred_mean():
+    assert smooth([0, 10, 10, 10, 0, 0, 0, 0, 0, 0, 0, 0], 0.1) == pytest.approx(
+        [5, 20 / 3, 10, 20 / 3, 10 / 3, 0, 0, 0, 0, 0, 0, 0])  # window 3 (a quarter of 12, odd)
+    assert len(smooth(list(range(100)), 0.1)) == 100 and smooth(list(range(100)), 0.1)[50] == pytest.approx(50)
 
 
 def test_figures_plot_the_expected_series(tmp_path):
@@ -106,14 +119,16 @@ def test_figures_plot_the_expected_series(tmp_path):
     key, title, ylabel = FIGURES["accuracy"]
     fig = figure(runs, key, title, ylabel, labels, alpha=0.1)
     ax = fig.axes[0]
-    lines = ax.get_lines()
-    assert len(lines) == 6  # raw + EMA per run
+    lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) > 2]  # curves, not the checkpoint markers
+    assert len(lines) == 6  # raw + smoothed per run
     xs, ys = runs[0].series(key)
     raw = lines[0].get_xydata()
     assert list(raw[:, 0]) == xs and list(raw[:, 1]) == pytest.approx(ys)
-    assert list(lines[1].get_xydata()[:, 1]) == pytest.approx(ema(ys, 0.1))
+    assert list(lines[1].get_xydata()[:, 1]) == pytest.approx(smooth(ys, 0.1))
     assert ax.get_xlabel() == "optimizer step" and "(fraction correct)" in ax.get_ylabel()
-    assert [t.get_text() for t in ax.get_legend().get_texts()][:2] == ["rank 8 (raw)", "rank 8 (EMA α=0.1)"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()][:2] == ["rank 8 (raw)", "rank 8 (centred mean of 19 steps)"]
+    markers = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == 2]
+    assert sorted({float(ln.get_xdata()[0]) for ln in markers}) == [30, 60, 90]  # the checkpoints
 
 
 def test_report_writes_pngs_markdown_and_json(tmp_path):
@@ -133,3 +148,101 @@ def test_report_on_a_run_that_is_still_going(tmp_path):
     (d / "metrics.jsonl").write_text((d / "metrics.jsonl").read_text() + '{"step": 101, "rew')  # cut mid-write
     a = report([d], output=tmp_path / "rep")["runs"][0]
     assert a["steps"] == 100 and a["status"] == "running or interrupted"
+
+
+# ---- a short run as a first-time user makes one: 20 steps, a time-free --max-steps budget ---------------------
+def short_run(tmp_path, steps=20, lr=2e-4):
+    """Accuracy is a step function (0 for ten steps, then 1); the LR follows budgetreason's schedule."""
+    from budgetreason.budget import lr_multiplier
+
+    d = make_run(tmp_path, "short", {"rewards/accuracy": lambda t: 0.0 if t < 0.5 else 1.0,
+                                     "completion_length": lambda t: 40.0, "entropy": lambda t: 0.5},
+                 steps=steps, checkpoints=(10, 20))
+    rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+    for r in rows:
+        r["learning_rate"] = lr * lr_multiplier(r["step"] / steps, 0.1, 0.1)
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = yaml.safe_load((d / "config.yaml").read_text()) | {"max_steps": steps, "budget_hours": None,
+                                                              "warmup_ratio": 0.1, "min_lr_ratio": 0.1}
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return d
+
+
+def _integer_ticks(ax) -> bool:
+    lo, hi = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+    return len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)
+
+
+def test_short_run_figures_integer_ticks_and_an_unlagged_smoother(tmp_path):
+    run = load_run(short_run(tmp_path))
+    key, title, ylabel = FIGURES["accuracy"]
+    fig = figure([run], key, title, ylabel, ["tiny"], alpha=0.1)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert _integer_ticks(ax)
+    xs, raw = run.series(key)
+    assert raw[:10] == [0.0] * 10 and raw[10:] == [1.0] * 10
+    curve = [ln for ln in ax.get_lines() if "centred mean" in str(ln.get_label())][0].get_ydata()
+    last5 = sum(raw[-5:]) / 5
+    assert abs(curve[-1] - last5) <= 0.02 * last5  # an EMA from the first point ends at 0.65 here
+    assert abs(smooth(raw, 0.1)[-1] - last5) <= 0.02 * last5
+
+
+def test_lr_panel_matches_the_schedule_step_by_step_and_drops_budget_panel(tmp_path):
+    from budgetreason.budget import lr_multiplier
+
+    run = load_run(short_run(tmp_path))
+    fig = lr_budget_figure([run], ["tiny"])
+    fig.canvas.draw()
+    assert len(fig.axes) == 1  # --max-steps only: "budget used" would be a straight line
+    ax = fig.axes[0]
+    assert _integer_ticks(ax)
+    xy = ax.get_lines()[0].get_xydata()
+    assert list(xy[:, 0]) == list(range(1, 21))
+    assert list(xy[:, 1]) == pytest.approx([2e-4 * lr_multiplier(t / 20, 0.1, 0.1) for t in range(1, 21)])
+    timed = rising(tmp_path, "timed")
+    cfg = yaml.safe_load((timed / "config.yaml").read_text()) | {"budget_hours": 8.0}
+    (timed / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert len(lr_budget_figure([load_run(timed)], ["r"]).axes) == 2
+
+
+def test_the_schedule_trains_step_t_at_fraction_t(tmp_path):
+    """Trainer's order per step: optimizer.step, read the LR it used, scheduler.step, global_step += 1.
+    A real torch optimizer and LambdaLR through install_budget_schedule; no one-step lag."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from budgetreason.budget import BudgetClock, install_budget_schedule, lr_multiplier
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    trainer = SimpleNamespace(optimizer=torch.optim.SGD([param], lr=1.0), lr_scheduler=None,
+                              state=SimpleNamespace(global_step=0))
+    install_budget_schedule(trainer, BudgetClock(max_steps=20), 0.1, 0.1)
+    scheduler = trainer.create_scheduler(20)
+    used = []
+    for _ in range(20):
+        trainer.optimizer.step()
+        used.append(scheduler.get_last_lr()[0])
+        scheduler.step()
+        trainer.state.global_step += 1
+    assert used == pytest.approx([lr_multiplier(t / 20, 0.1, 0.1) for t in range(1, 21)])
+
+
+def test_short_run_verdict_states_its_uncertainty(tmp_path):
+    a = analyse(load_run(short_run(tmp_path)))
+    assert a["verdict"] == "learning" and "last 5 vs first 5 steps: +1.000 ± 0.000" in a["verdict_note"]
+    d = make_run(tmp_path, "tiny", {"rewards/accuracy": noisy(lambda t: 0.3 + 0.5 * t)}, steps=6)
+    b = analyse(load_run(d))
+    assert b["verdict"] == "too short" and "at least 10" in b["verdict_note"]
+    noisy_flat = make_run(tmp_path, "noisy", {"rewards/accuracy": lambda t: [0.1, 0.6][int(t * 19) % 2] + 0.06 * t},
+                          steps=20)
+    assert analyse(load_run(noisy_flat))["verdict"] == "flat"  # +0.06 is inside two standard errors
+
+
+def test_report_table_formats_percentages_alike(tmp_path):
+    md = (tmp_path / "rep" / "report.md") if report([rising(tmp_path)], output=tmp_path / "rep") else None
+    row = [line for line in md.read_text().splitlines() if line.startswith("| Qwen")][0].split("|")
+    entropy_pct, length_pct = row[8].strip(), row[9].strip()
+    assert re.fullmatch(r"[+-]\d+\.\d", entropy_pct) and re.fullmatch(r"[+-]\d+\.\d", length_pct), row

@@ -78,6 +78,14 @@ def quiet_progress_bars() -> None:
 
 def model_path(model_id: str) -> str:
     """Where to load weights from: the built-in tiny model's folder, or the id/path as given."""
+    from pathlib import Path
+
     from budgetreason.models import TINY_MODEL_ID, tiny_model_dir
 
-    return str(tiny_model_dir()) if model_id == TINY_MODEL_ID else model_id
+    if model_id == TINY_MODEL_ID:
+        return str(tiny_model_dir())
+    if not Path(model_id).expanduser().is_dir():
+        from budgetreason.online import offline_reason
+
+        offline_reason()  # a hub id: without the hub, load from the cache only (no half-minute of retries)
+    return model_id
