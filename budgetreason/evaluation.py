@@ -124,6 +124,8 @@ def load_hf_policy(model_id: str, adapter: str | None, dtype: str | None = None)
     from budgetreason.backends import model_path
 
     use_cuda = torch.cuda.is_available()
+    if not use_cuda:
+        hf.set_cpu_threads()
     dt = hf.torch_dtype(dtype or ("bfloat16" if use_cuda else "float32"))
     model = AutoModelForCausalLM.from_pretrained(model_path(model_id), dtype=dt)
     if adapter:

@@ -481,6 +481,9 @@ def _train_once(run: ResolvedRun, extra_callbacks: list, console) -> RunResult:
                           train_dataset=prepared.train, processing_class=loaded.tokenizer,
                           peft_config=loaded.peft_config, callbacks=cbs + list(extra_callbacks))
     trainer.remove_callback(PrinterCallback)
+    # TRL writes its auto card ("a fine-tuned version of [None]") into the run folder at every checkpoint;
+    # the run folder is budgetreason's, and `budgetreason push` writes the real card from its files.
+    trainer.create_model_card = _no_model_card
     if validation is not None:
         validation.trainer = trainer
     install_step_schedule(trainer, horizon)
@@ -554,6 +557,10 @@ def _check_enough_rows(cfg: RunConfig, prepared) -> None:
         raise BudgetError(f"{prepared.report.source}: {have} training rows, but one optimizer step needs {need} "
                           f"prompts ({completions} completions per step / {cfg.num_generations} per prompt); "
                           "add rows, or lower --batch/--grad-accum.")
+
+
+def _no_model_card(*args, **kwargs) -> None:
+    """Stands in for Trainer.create_model_card on budgetreason's trainers."""
 
 
 def _template_opens_think(tokenizer, dataset) -> bool:

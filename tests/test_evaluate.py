@@ -209,3 +209,21 @@ def test_an_interrupted_evaluation_of_a_retrained_adapter_starts_afresh(tmp_path
     aside = [p for p in out.iterdir() if p.name.startswith("completions.jsonl.old-")]
     assert len(aside) == 1 and aside[0].read_text().splitlines() == lines[:4]  # moved aside, not reused
     assert json.loads((out / "eval_settings.json").read_text())["adapter_hash"] == again["adapter_hash"]
+
+
+def test_default_completion_length_follows_the_context_with_a_warning_and_progress(tmp_path):
+    """tiny-arith's context is 1024 tokens: the default is 512, not the protocol's 3584, and it says so."""
+    import io
+
+    from rich.console import Console
+
+    from budgetreason.evaluation import default_max_tokens
+
+    assert default_max_tokens(1024) == 512 and default_max_tokens(32768) == 3584 and default_max_tokens(4096) == 3584
+    buf = io.StringIO()
+    result = evaluate("tiny-arith", benchmarks="arith", samples=1, temperature=0.0, limit=3, backend="hf",
+                      output=tmp_path / "ev", console=Console(file=buf, width=120))
+    assert result["protocol"]["max_tokens"] == 512
+    text = buf.getvalue()
+    assert "--max-tokens 512, not the protocol's 3584" in text and "context is 1024 tokens" in text
+    assert "arith: 3/3 problems" in text  # outside a terminal: a line per chunk with the count (and the ETA)

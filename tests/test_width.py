@@ -66,7 +66,7 @@ def test_every_help_names_every_option_whole(columns, monkeypatch):
         assert r.exit_code == 0, r.output
         lines = r.output.splitlines()
         assert max(map(len, lines)) <= width, (command, max(lines, key=len))
-        words = {w.strip("│,[]()") for line in lines for w in line.split()}
+        words = {w.strip("│[]()") for line in lines for w in line.replace(",", " ").split()}
         missing = [o for o in options if o not in words]
         assert not missing, (command, missing)
 
