@@ -42,7 +42,7 @@ def eval_cmd(
     p = PROTOCOLS["micro-budget"]
     benchmarks = benchmarks or ",".join(p["benchmarks"])
     console = Console(stderr=True)
-    result = evaluate(model, adapter=adapter, benchmarks=benchmarks, samples=samples or p["samples"],
+    result = evaluate(model, adapter=adapter, benchmarks=benchmarks, samples=p["samples"] if samples is None else samples,
                       max_tokens=max_tokens,  # None: 3584, or what the model's context leaves (with a warning)
                       temperature=p["temperature"] if temperature is None else temperature,
                       top_p=p["top_p"] if top_p is None else top_p, seed=seed, output=output,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from typing import Annotated
 
@@ -65,20 +66,29 @@ _register()
 
 #: Columns for rich output when stdout is not a terminal (pipes, CI logs, notebooks) and COLUMNS is unset.
 PIPE_COLUMNS = 120
+#: Below this width Typer's rich option tables cut long option names ("--prompts-per-st…"); Click's plain
+#: layout wraps the help text instead and never cuts a name.
+RICH_HELP_MIN_COLUMNS = 100
 
 
-def _choose_width() -> None:
+def _configure_output() -> int:
     """Rich falls back to 80 columns outside a terminal, which wraps help into one-word columns.
 
     COLUMNS, when set, wins (rich and Typer both read it); otherwise a pipe gets PIPE_COLUMNS.
+    Help narrower than RICH_HELP_MIN_COLUMNS uses Click's plain layout. Returns the width.
     """
     if not os.environ.get("COLUMNS") and not sys.stdout.isatty():
         os.environ["COLUMNS"] = str(PIPE_COLUMNS)
+    columns = os.environ.get("COLUMNS", "").strip()
+    width = int(columns) if columns.isdigit() else shutil.get_terminal_size().columns
+    if width < RICH_HELP_MIN_COLUMNS:
+        app.rich_markup_mode = None
+    return width
 
 
 def main() -> None:
     """Entry point: run the app; a BudgetError becomes one line on stderr and exit code 2."""
-    _choose_width()
+    _configure_output()
     try:
         app()
     except BudgetError as e:

@@ -89,18 +89,14 @@ for _tracker in ("wandb", "tensorboard"):
         CASES.append((["train", "--model", "tiny-arith", "--max-steps", "1", "--report-to", _tracker, "-o", "TMP/t"],
                       f"pip install {_tracker}"))
 
-# With the hub out of reach; each pairs with a command that starts the same way without the hub.
+# With the hub out of reach (the cases that took 24–53 s and printed ten retry lines).
 OFFLINE = [
-    (["plan", "--gpu", "a40", "--model", "someone/unknown-model"], "the hub is out of reach",
-     ["plan", "--gpu", "a40", "--model", "Qwen/Qwen2.5-1.5B-Instruct", "--json"]),
-    (["eval", "-m", "someone/unknown-model", "-b", "arith"], "the hub is out of reach",
-     ["eval", "-m", "tiny-arith", "-b", "nope"]),
-    (["train", "--model", "someone/unknown-model", "--max-steps", "1", "--gpu", "cpu"], "the hub is out of reach",
-     ["train", "--model", "tiny-arith", "--max-steps", "0", "--gpu", "cpu"]),
-    (["eval", "-m", "tiny-arith", "-b", "aime24", "--limit", "1", "-o", "TMP/ev-aime"], "Cannot load aime24",
-     ["eval", "-m", "tiny-arith", "-b", "aime24", "--limit", "1", "--data", "RUN/metrics.jsonl", "-o", "TMP/ev-aime"]),
+    (["plan", "--gpu", "a40", "--model", "someone/unknown-model"], "the hub is out of reach"),
+    (["eval", "-m", "someone/unknown-model", "-b", "arith"], "the hub is out of reach"),
+    (["train", "--model", "someone/unknown-model", "--max-steps", "1", "--gpu", "cpu"], "the hub is out of reach"),
+    (["eval", "-m", "tiny-arith", "-b", "aime24", "--limit", "1", "-o", "TMP/ev-aime"], "Cannot load aime24"),
     (["sweep", "--models", "someone/unknown-model", "--ranks", "8", "--max-steps-each", "1", "-o", "TMP/sw2"],
-     "the hub is out of reach", ["sweep", "--models", "tiny-arith", "--ranks", "a", "--max-steps-each", "1", "-o", "TMP/sw2"]),
+     "the hub is out of reach"),
 ]
 
 
@@ -131,19 +127,20 @@ def test_bad_input_is_one_line_exit_2(args, needle, paths):
     assert open(paths["FILE"]).read() == "not a folder\n"  # nothing overwritten
 
 
-@pytest.mark.parametrize("args,needle,same_start", OFFLINE, ids=[" ".join(c[0])[:60] for c in OFFLINE])
-def test_hub_unreachable_answers_in_one_line_at_once(args, needle, same_start, paths):
+@pytest.mark.parametrize("args,needle", OFFLINE, ids=[" ".join(c[0])[:60] for c in OFFLINE])
+def test_hub_unreachable_answers_in_one_line_at_once(args, needle, paths):
+    """The hub's cost is the time over the same command with HF_HUB_OFFLINE=1 (same imports, no network):
+    one short probe, never half a minute of retries. (Start-up itself is seconds on a loaded 2-core machine.)"""
     t0 = time.monotonic()
-    baseline = run_cli(*_fill(same_start, paths), env=UNREACHABLE, timeout=300)
-    startup = time.monotonic() - t0
-    assert baseline.returncode in (0, 2), baseline.stderr[-1500:]
+    declared = run_cli(*_fill(args, paths), env={"HF_HUB_OFFLINE": "1"}, timeout=300)
+    offline_s = time.monotonic() - t0
+    _assert_one_line(declared, needle)
     t0 = time.monotonic()
     r = run_cli(*_fill(args, paths), env=UNREACHABLE, timeout=300)
     elapsed = time.monotonic() - t0
     _assert_one_line(r, needle)
     assert "Retrying" not in r.stderr and "thrown while requesting" not in r.stderr
-    # The hub's cost over the same start-up: one short probe, no half-minute of retries.
-    assert elapsed - startup < OFFLINE_BUDGET_S, (elapsed, startup)
+    assert elapsed - offline_s < OFFLINE_BUDGET_S, (elapsed, offline_s)
 
 
 def test_offline_variable_needs_no_probe(paths):

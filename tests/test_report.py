@@ -155,12 +155,13 @@ def short_run(tmp_path, steps=20, lr=2e-4):
     """Accuracy is a step function (0 for ten steps, then 1); the LR follows budgetreason's schedule."""
     from budgetreason.budget import lr_multiplier
 
+    warmup = 2  # ceil(0.1 × 20)
     d = make_run(tmp_path, "short", {"rewards/accuracy": lambda t: 0.0 if t < 0.5 else 1.0,
                                      "completion_length": lambda t: 40.0, "entropy": lambda t: 0.5},
                  steps=steps, checkpoints=(10, 20))
     rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
     for r in rows:
-        r["learning_rate"] = lr * lr_multiplier(r["step"] / steps, 0.1, 0.1)
+        r["learning_rate"] = lr * lr_multiplier(r["step"] - 1, steps, warmup, 0.1)
     (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = yaml.safe_load((d / "config.yaml").read_text()) | {"max_steps": steps, "budget_hours": None,
                                                               "warmup_ratio": 0.1, "min_lr_ratio": 0.1}
@@ -200,26 +201,28 @@ def test_lr_panel_matches_the_schedule_step_by_step_and_drops_budget_panel(tmp_p
     assert _integer_ticks(ax)
     xy = ax.get_lines()[0].get_xydata()
     assert list(xy[:, 0]) == list(range(1, 21))
-    assert list(xy[:, 1]) == pytest.approx([2e-4 * lr_multiplier(t / 20, 0.1, 0.1) for t in range(1, 21)])
+    assert list(xy[:, 1]) == pytest.approx([2e-4 * lr_multiplier(t - 1, 20, 2, 0.1) for t in range(1, 21)])
     timed = rising(tmp_path, "timed")
     cfg = yaml.safe_load((timed / "config.yaml").read_text()) | {"budget_hours": 8.0}
     (timed / "config.yaml").write_text(yaml.safe_dump(cfg))
     assert len(lr_budget_figure([load_run(timed)], ["r"]).axes) == 2
 
 
-def test_the_schedule_trains_step_t_at_fraction_t(tmp_path):
-    """Trainer's order per step: optimizer.step, read the LR it used, scheduler.step, global_step += 1.
-    A real torch optimizer and LambdaLR through install_budget_schedule; no one-step lag."""
+def test_the_schedule_trains_step_t_at_update_t_minus_1(tmp_path):
+    """Trainer's order per step: optimizer.step, read the LR it used (what metrics.jsonl logs), scheduler.step,
+    global_step += 1. A real torch optimizer and LambdaLR through install_step_schedule: the LR of step t is the
+    schedule's at update t − 1 (0-based, as transformers counts), so the logged curve has no one-step lag."""
     from types import SimpleNamespace
 
     import torch
 
-    from budgetreason.budget import BudgetClock, install_budget_schedule, lr_multiplier
+    from budgetreason.budget import Horizon, install_step_schedule
 
     param = torch.nn.Parameter(torch.zeros(1))
     trainer = SimpleNamespace(optimizer=torch.optim.SGD([param], lr=1.0), lr_scheduler=None,
                               state=SimpleNamespace(global_step=0))
-    install_budget_schedule(trainer, BudgetClock(max_steps=20), 0.1, 0.1)
+    horizon = Horizon(steps=20, warmup_ratio=0.1, min_lr_ratio=0.1)
+    install_step_schedule(trainer, horizon)
     scheduler = trainer.create_scheduler(20)
     used = []
     for _ in range(20):
@@ -227,7 +230,8 @@ def test_the_schedule_trains_step_t_at_fraction_t(tmp_path):
         used.append(scheduler.get_last_lr()[0])
         scheduler.step()
         trainer.state.global_step += 1
-    assert used == pytest.approx([lr_multiplier(t / 20, 0.1, 0.1) for t in range(1, 21)])
+    assert used == pytest.approx([horizon.multiplier(t - 1) for t in range(1, 21)])
+    assert used[0] == 0.0 and used[2] == 1.0 and used[-1] < used[10]  # warm-up from 0, peak at step 3, then down
 
 
 def test_short_run_verdict_states_its_uncertainty(tmp_path):

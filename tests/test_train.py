@@ -55,11 +55,13 @@ def test_train_cli_end_to_end(tmp_path):
     assert summary["stop_reason"] == "max_steps" and summary["steps"] == 6
     assert "max_steps: 6 steps" in r.stdout
     assert not (out / "README.md").exists()  # no TRL auto card ("fine-tuned version of [None]")
-    # Step t trained at the schedule's fraction t/6: no one-step lag between the schedule and the logged LR.
-    from budgetreason.budget import lr_multiplier
+    # Step t (1-based) trained at the schedule's update t − 1 (LambdaLR counts from 0): the logged LR is the
+    # schedule's, step by step, with no lag.
+    from budgetreason.budget import SCHEDULE_FILE, Horizon
 
+    horizon = Horizon.from_dict(json.loads((out / SCHEDULE_FILE).read_text()))
     assert [row["learning_rate"] for row in rows] == pytest.approx(
-        [cfg["learning_rate"] * lr_multiplier(t / 6, cfg["warmup_ratio"], cfg["min_lr_ratio"]) for t in range(1, 7)])
+        [cfg["learning_rate"] * horizon.multiplier(t - 1) for t in range(1, 7)])
 
 
 def test_killed_run_resumes_with_every_step_once(tmp_path):

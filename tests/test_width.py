@@ -51,14 +51,14 @@ def test_every_help_names_every_option_whole(columns, monkeypatch):
     """In-process through Typer's CliRunner (sixteen fresh interpreters per width would take minutes)."""
     from typer.testing import CliRunner
 
-    from cli.main import _choose_width, app
+    from cli.main import _configure_output, app
 
     monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.setattr(app, "rich_markup_mode", app.rich_markup_mode)  # restored after the test
     if columns:
         monkeypatch.setenv("COLUMNS", columns)
-    else:
-        _choose_width()  # what main() does before the app runs: stdout is not a terminal here
     width = _width(columns)
+    assert _configure_output() == width  # what main() does before the app runs: stdout is not a terminal here
     assert os.environ["COLUMNS"] == str(width)
     runner = CliRunner()
     for command, options in _options().items():
