@@ -180,8 +180,9 @@ def test_push_dry_run_lists_the_files_and_writes_the_card(run):
 def test_push_dry_run_merged_lists_the_plain_model(run):
     from budgetreason.hub import push
 
-    result = push(run, "someone/tiny-merged", merged=True, dry_run=True)
+    result = push(run, "someone/tiny-merged", merged=True, dry_run=True, evals=[run / "eval"])  # --eval: one more
     files = {p for p, _ in result.files}
+    assert len(json.loads((run / "hub" / "eval_results.json").read_text())) == 2
     assert {"model.safetensors", "config.json", "generation_config.json", "README.md"} <= files
     assert "adapter_config.json" not in files and not result.uploaded
     assert "library_name: transformers" in (run / "hub" / "README.md").read_text()
@@ -247,3 +248,37 @@ def test_max_lora_rank_rounds_up_to_vllms_allowed_ranks():
     assert [max_lora_rank(r) for r in (1, 2, 8, 9, 64, 100, 256, 257, 512)] == [1, 8, 8, 16, 64, 128, 256, 320, 512]
     with pytest.raises(BudgetError, match="merged export"):
         max_lora_rank(1024)
+
+
+def test_card_names_custom_rewards_and_hub_datasets():
+    from budgetreason.hub_card import dataset_ids, reward_recipe
+
+    assert reward_recipe({"reward_funcs": ["my_rewards:brevity", "accuracy"], "reward_weights": [0.5, 1.0]}) == \
+        "0.5·`my_rewards:brevity` + 1·`accuracy` (your reward functions)"
+    assert reward_recipe({"rewards": "tina"}).startswith("2·accuracy + 1·format (`tina`: Wang et al.")
+    assert dataset_ids("open-rs") == ("knoveleng/open-rs (budgetreason recipe `open-rs`)", ["knoveleng/open-rs"])
+    assert dataset_ids("openai/gsm8k") == ("openai/gsm8k", ["openai/gsm8k"])
+    assert dataset_ids("data/problems.jsonl") == ("a local file (problems.jsonl)", [])
+
+
+@pytest.mark.gpu
+def test_vllm_loads_the_merged_export_and_the_adapter(run, tmp_path):
+    """On a GPU with vLLM: the merged folder is a plain model to vLLM, and the adapter loads as a LoRA request."""
+    pytest.importorskip("vllm")
+    from vllm import LLM, SamplingParams
+    from vllm.lora.request import LoRARequest
+
+    from budgetreason.export import export_merged
+    from budgetreason.models import tiny_model_dir
+    from budgetreason.serving import max_lora_rank
+
+    export_merged(run, tmp_path / "merged")
+    greedy = SamplingParams(temperature=0.0, max_tokens=16)
+    prompt = held_out_texts()[0].split("<think>")[0]
+    merged = LLM(model=str(tmp_path / "merged"), gpu_memory_utilization=0.2, enforce_eager=True)
+    text_merged = merged.generate([prompt], greedy)[0].outputs[0].text
+    del merged
+    lora = LLM(model=str(tiny_model_dir()), enable_lora=True, max_lora_rank=max_lora_rank(16),
+               gpu_memory_utilization=0.2, enforce_eager=True)
+    text_lora = lora.generate([prompt], greedy, lora_request=LoRARequest("run", 1, str(run / "adapter")))[0].outputs[0].text
+    assert text_merged == text_lora  # bf16 merge vs base + adapter: the same greedy answer on this short prompt
