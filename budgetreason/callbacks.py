@@ -66,6 +66,10 @@ class RunState:
         return max(self.step_seconds) if self.step_seconds else 0.0
 
 
+#: Why a run stops, as the number rank 0 broadcasts to the other trainer processes.
+STOP_REASONS = (None, "deadline", "interrupted", "terminated")
+
+
 class BudgetCallback(TrainerCallback):
     """Stops before the deadline with time left to save; saves every N minutes; marks checkpoints complete."""
 
@@ -95,14 +99,16 @@ class BudgetCallback(TrainerCallback):
             self.run.step_seconds.append(dt)
             self.run.last_step_seconds = dt
         self.run.steps_done = state.global_step
-        remaining = self.run.clock.remaining_s()
+        remaining, reason = self.run.clock.remaining_s(), None
         if remaining is not None:
             # Another step would end after the deadline, leaving no time to save: stop now.
             need = self.run.typical_step() * self.margin + self.run.save_seconds
             if remaining < need:
-                self._stop(control, "deadline")
-        if self.run.stop_requested:
-            self._stop(control, self.run.stop_requested)
+                reason = "deadline"
+        reason = reason or self.run.stop_requested
+        reason = self._agreed(reason)
+        if reason:
+            self._stop(control, reason)
         if self.run.save_minutes and time.monotonic() - self._last_save >= 60 * self.run.save_minutes:
             control.should_save = True
         if control.should_save:
@@ -126,6 +132,16 @@ class BudgetCallback(TrainerCallback):
             self.run.folder.event("warning", msg, step=step, warning="disk")
             if self.run.console is not None:
                 self.run.console.print(f"[yellow]warning (step {step}):[/] {msg}")
+
+    @staticmethod
+    def _agreed(reason: str | None) -> str | None:
+        """Several trainer processes: rank 0's clock and stop request decide for all, so no rank waits
+        in a collective for a step the others never take. A single process keeps its own `reason`."""
+        from budgetreason.ranks import from_main, world_size
+
+        if world_size() <= 1:
+            return reason
+        return STOP_REASONS[from_main(STOP_REASONS.index(reason) if reason in STOP_REASONS else 0)]
 
     def _stop(self, control, reason: str) -> None:
         if self.run.stop_reason is None:
@@ -167,7 +183,10 @@ class ScheduleCallback(TrainerCallback):
         if h.final or remaining is None or len(self.run.step_seconds) < REFINE_AFTER:
             return control
         before = h.steps
-        h.steps = refined_steps(state.global_step, remaining * (1 - self.reserve), list(self.run.step_seconds))
+        from budgetreason.ranks import from_main
+
+        # rank 0's measurement sets the horizon on every rank: the LR must be the same on all of them
+        h.steps = from_main(refined_steps(state.global_step, remaining * (1 - self.reserve), list(self.run.step_seconds)))
         h.source, h.final, h.set_at_step = "measured", True, state.global_step
         self.run.folder.write_json(self.path, h.to_dict())
         self.run.folder.event("schedule", f"horizon {before} → {h.steps} steps from the measured step time",
@@ -232,8 +251,9 @@ class MetricsCallback(TrainerCallback):
         if "reward" not in logs or step <= self.last_step:
             return
         rec = self.record(logs, step)
-        with self.run.folder.metrics.open("a") as f:
-            f.write(json.dumps(rec) + "\n")
+        if self.run.folder.writer:  # one line per step: rank 0 writes it
+            with self.run.folder.metrics.open("a") as f:
+                f.write(json.dumps(rec) + "\n")
         self.last_step = step
 
 
@@ -374,6 +394,8 @@ def save_adapter_snapshot(run: RunState) -> None:
     """adapter/ ← the policy's LoRA weights now (those of step `run.steps_done`), with an event."""
     step = run.steps_done
     folder = run.folder
+    if not folder.writer:  # rank 0 saves the snapshot into the run folder
+        return
     last = folder.latest_complete_checkpoint()
     try:
         tmp = folder.path / "adapter.snapshot.tmp"

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from budgetreason.errors import BudgetError
+from budgetreason.ranks import is_main_process
 
 COMPLETE = "COMPLETE"
 BUDGET_STATE = "budget_state.json"
@@ -106,10 +107,15 @@ def human_bytes(n: float) -> str:
 
 
 class RunFolder:
-    """Paths and small atomic writes inside a run folder."""
+    """Paths and small atomic writes inside a run folder.
 
-    def __init__(self, path: str | Path):
+    `writer` is False on the non-main processes of a multi-GPU run (``ranks.is_main_process``):
+    they read the folder, and every write (and the lock) is left to rank 0.
+    """
+
+    def __init__(self, path: str | Path, writer: bool | None = None):
         self.path = Path(path)
+        self.writer = is_main_process() if writer is None else writer
 
     # paths
     @property
@@ -175,7 +181,11 @@ class RunFolder:
 
         The kernel drops the lock when the process ends, even by SIGKILL, so it never goes stale.
         Another holder: raise RunFolderBusy naming its PID and host, or (wait=True) wait for it.
+        A reader (a non-main rank) takes no lock: rank 0 holds it for the whole run.
         """
+        if not self.writer:
+            yield self
+            return
         self.path.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -197,16 +207,22 @@ class RunFolder:
     # writes
     def write_json(self, path: Path, data) -> None:
         """Write via a temporary file and rename, so a crash never leaves half a file."""
+        if not self.writer:
+            return
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(data, indent=2, default=str))
         os.replace(tmp, path)
 
     def write_text(self, path: Path, text: str) -> None:
+        if not self.writer:
+            return
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text)
         os.replace(tmp, path)
 
     def event(self, kind: str, message: str, step: int | None = None, **extra) -> None:
+        if not self.writer:
+            return
         rec = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "kind": kind, "step": step, "message": message, **extra}
         with self.events.open("a") as f:
             f.write(json.dumps(rec) + "\n")
@@ -224,6 +240,8 @@ class RunFolder:
     def set_aside_incomplete(self) -> list[Path]:
         """Move checkpoints without the COMPLETE marker out of the way (never delete)."""
         moved = []
+        if not self.writer:
+            return moved
         for p in self.checkpoints():
             if not (p / COMPLETE).is_file():
                 moved.append(self.set_aside(p))
@@ -231,11 +249,15 @@ class RunFolder:
 
     def mark_complete(self, checkpoint: Path, state: dict) -> None:
         """Write the budget state, then the COMPLETE marker with every file's size and hash (written last)."""
+        if not self.writer:
+            return
         self.write_json(checkpoint / BUDGET_STATE, state)
         self.write_json(checkpoint / COMPLETE, {"step": state.get("step"), "time": time.time(),
                                                 "files": manifest(checkpoint)})
 
     def set_aside(self, checkpoint: Path) -> Path:
+        if not self.writer:
+            return checkpoint
         dest = self.incomplete / f"{checkpoint.name}-{int(time.time())}"
         dest.parent.mkdir(exist_ok=True)
         shutil.move(str(checkpoint), dest)
@@ -251,7 +273,7 @@ class RunFolder:
     def prune_set_aside(self, limit: int | None) -> list[Path]:
         """Delete the oldest set-aside checkpoints in incomplete/ while complete plus set-aside ones exceed
         `limit` (save_total_limit), so that checkpoints cut short or corrupt never fill the disk."""
-        if not limit or not self.incomplete.is_dir():
+        if not limit or not self.writer or not self.incomplete.is_dir():
             return []
         complete = [p for p in self.checkpoints() if (p / COMPLETE).is_file()]
         aside = sorted((p for p in self.incomplete.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
@@ -293,11 +315,15 @@ class RunFolder:
     def truncate_metrics(self, last_step: int) -> int:
         """Keep only lines of steps ≤ last_step (steps after a checkpoint are trained again)."""
         rows = [r for r in self.read_metrics() if r.get("step", 0) <= last_step]
+        if not self.writer:
+            return len(rows)
         self.write_text(self.metrics, "".join(json.dumps(r) + "\n" for r in rows))
         return len(rows)
 
     def install_adapter(self, tmp: Path) -> None:
         """Replace adapter/ with the folder `tmp` written beside it (renames only: never half an adapter)."""
+        if not self.writer:
+            return
         if self.adapter.exists():
             old = self.path / f"adapter.prev-{time.time_ns()}"
             self.adapter.rename(old)
@@ -310,6 +336,8 @@ class RunFolder:
         """For --overwrite: move the folder's content to <name>.old-<time> (nothing is lost).
 
         The lock file stays, so the lock this process holds keeps guarding the folder."""
+        if not self.writer:
+            return self.path
         dest = self.path.with_name(f"{self.path.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
         dest.mkdir()
         for p in self.path.iterdir():

@@ -248,6 +248,26 @@ def check_folder(run: ResolvedRun) -> ResolvedRun:
     return _finished_or_continued(run, saved)
 
 
+def _checked_by_rank(run: ResolvedRun) -> ResolvedRun:
+    """check_folder, rank 0 first: it sets aside, moves and verifies; the other ranks then read the
+    folder it left (same resume point), and rank 0 writes nothing more until they have read it.
+    A single process just calls check_folder (the barriers do nothing there)."""
+    from budgetreason.ranks import wait_for_everyone
+
+    if run.folder.writer:
+        try:
+            run = check_folder(run)
+        finally:
+            wait_for_everyone()
+        wait_for_everyone()
+        return run
+    wait_for_everyone()
+    try:
+        return check_folder(run)
+    finally:
+        wait_for_everyone()
+
+
 #: Stop reasons that end a run (the others, interrupted and terminated, ask to be resumed).
 FINISHED = ("max_steps", "deadline", "end_of_data")
 
@@ -312,7 +332,7 @@ def train(config: RunConfig | dict | str | None = None, *, callbacks: list | Non
         overrides["reward_funcs"], objects = split_user_rewards(overrides.pop("rewards"))
     run = resolve(_user_config(config, overrides), reward_objects=objects, planned=planned)
     with run.folder.locked(wait=wait, console=console):
-        run = check_folder(run)
+        run = _checked_by_rank(run)
         for note in run.notes:
             console.print(note, soft_wrap=True, markup=False)
         if run.finished is not None:
@@ -357,10 +377,10 @@ def _after_disk_full(folder: RunFolder, state, error: BaseException, step: int) 
     from budgetreason.callbacks import disk_full_message
     from budgetreason.runfolder import COMPLETE, DiskFull
 
-    partial = [p for p in folder.checkpoints() if not (p / COMPLETE).is_file()]
+    partial = [p for p in folder.checkpoints() if not (p / COMPLETE).is_file()] if folder.writer else []
     for p in partial:
         shutil.rmtree(p, ignore_errors=True)
-    for tmp in folder.path.glob("*.tmp"):
+    for tmp in folder.path.glob("*.tmp") if folder.writer else []:
         tmp.unlink(missing_ok=True) if tmp.is_file() else shutil.rmtree(tmp, ignore_errors=True)
     free = shutil.disk_usage(folder.path).free
     message = str(error) if isinstance(error, DiskFull) else \
@@ -607,6 +627,8 @@ def _save_adapter(trainer, tokenizer, folder: RunFolder) -> None:
     """The final LoRA adapter and tokenizer in adapter/, written beside and renamed into place."""
     import shutil
 
+    if not folder.writer:  # rank 0 saves the adapter (ZeRO-2/DDP keep the same LoRA weights on every rank)
+        return
     tmp = folder.path / "adapter.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
