@@ -268,7 +268,7 @@ def _checked_by_rank(run: ResolvedRun) -> ResolvedRun:
         wait_for_everyone()
 
 
-#: Stop reasons that end a run (the others, interrupted and terminated, ask to be resumed).
+#: Stop reasons that end a run (the others, interrupted, terminated and stopped, ask to be resumed).
 FINISHED = ("max_steps", "deadline", "end_of_data")
 
 
@@ -517,8 +517,7 @@ def _train_once(run: ResolvedRun, extra_callbacks: list, console) -> RunResult:
             if not _is_disk_full(e):
                 raise
             raise _after_disk_full(folder, state, e, trainer.state.global_step) from None
-    reason = state.stop_reason or ("max_steps" if cfg.max_steps and trainer.state.global_step >= cfg.max_steps
-                                   else "end_of_data")
+    reason = state.stop_reason or _plain_stop_reason(cfg, trainer.state)
     try:
         _save_adapter(trainer, loaded.tokenizer, folder)
     except Exception as e:
@@ -537,6 +536,20 @@ def _train_once(run: ResolvedRun, extra_callbacks: list, console) -> RunResult:
     if reason in ("interrupted", "terminated"):
         raise KeyboardInterrupt(f"stopped on request; checkpoint saved in {folder.path}")
     return result
+
+
+def _plain_stop_reason(cfg: RunConfig, trainer_state) -> str:
+    """Why training ended when no budget callback stopped it.
+
+    Only a run that reached its step limit or its data's end has finished; one stopped earlier by another
+    callback (a user's, a notebook's) is 'stopped' and resumes on the next start, as a preempted run does.
+    """
+    step = trainer_state.global_step
+    if cfg.max_steps and step >= cfg.max_steps:
+        return "max_steps"
+    if trainer_state.max_steps and step < trainer_state.max_steps:
+        return "stopped"
+    return "end_of_data"
 
 
 def _horizon(run: ResolvedRun):
