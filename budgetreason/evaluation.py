@@ -26,6 +26,8 @@ from budgetreason.errors import BudgetError
 from budgetreason.generation import SamplingSettings
 
 EVAL_FILE, COMPLETIONS_FILE, SETTINGS_FILE = "eval.json", "completions.jsonl", "eval_settings.json"
+#: What an evaluation folder resumes on; any difference starts afresh.
+RESUME_KEY = ("model", "adapter", "adapter_hash", "sampling", "limit", "protocol")
 KS = (1, 8, 16)
 
 #: The papers' evaluation protocols. "source" names where each value comes from; "chosen" marks a
@@ -275,8 +277,8 @@ def evaluate(model: str, *, adapter: str | None = None, benchmarks: list[str] | 
     `adapter` takes a run folder, a checkpoint or an adapter folder. `data` maps benchmark
     names to local copies (a single path applies to a single benchmark). `max_tokens` None
     means the protocol's 3584, or less when the model's context is shorter (with a warning).
-    Re-running with the same settings and output resumes; other settings need a new output
-    or ``overwrite``.
+    Re-running with the same settings and output resumes; other settings (or a retrained adapter)
+    start afresh there, the old files renamed ``.old-<time>`` beside them.
     """
     from budgetreason.benchmarks import load_problems
     from budgetreason.models import canonical_model_id
@@ -309,18 +311,18 @@ def evaluate(model: str, *, adapter: str | None = None, benchmarks: list[str] | 
               "label": label or (f"{model} + {Path(adapter).name}" if adapter else model)}
     settings_file = out_dir / SETTINGS_FILE
     if settings_file.is_file() and not overwrite:
+        # The resume key: model, adapter (path and content), sampling, limit and protocol. Completions made
+        # under another key are another evaluation's: they are set aside, never mixed in nor deleted.
         have = json.loads(settings_file.read_text())
-        if {k: have.get(k) for k in ("model", "adapter", "sampling", "limit", "protocol")} != \
-                {k: wanted[k] for k in ("model", "adapter", "sampling", "limit", "protocol")}:
-            raise BudgetError(f"{out_dir} holds an evaluation with other settings; use another --output or --overwrite.")
-        if have.get("adapter_hash") != wanted["adapter_hash"]:
-            # Same folder, new weights (the run trained on): its old completions are another model's.
+        changed = [k for k in RESUME_KEY if have.get(k) != wanted[k]]
+        if changed:
             overwrite = True
             if console is not None:
-                console.print(f"{adapter_path} changed since {out_dir} was evaluated; starting afresh "
-                              "(the old completions are kept beside, renamed .old-<time>)")
+                what = "the adapter's weights" if changed == ["adapter_hash"] else ", ".join(changed)
+                console.print(f"{out_dir} was evaluated with other {what}; starting afresh "
+                              "(the old files are kept beside, renamed .old-<time>)", highlight=False)
     if overwrite:
-        for f in (COMPLETIONS_FILE, EVAL_FILE):
+        for f in (COMPLETIONS_FILE, EVAL_FILE, SETTINGS_FILE):
             if (out_dir / f).exists():
                 (out_dir / f).rename(out_dir / f"{f}.old-{int(time.time())}")
     settings_file.write_text(json.dumps(wanted, indent=2))

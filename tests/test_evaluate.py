@@ -107,7 +107,7 @@ def test_entropy_equals_a_direct_computation_from_the_logits():
     assert response_entropy(model, p_ids, c_ids) == pytest.approx(direct, rel=1e-5)
 
 
-def test_evaluate_resumes_and_refuses_other_settings(tmp_path):
+def test_evaluate_resumes_and_starts_afresh_on_other_settings(tmp_path):
     out = tmp_path / "ev"
     common = dict(benchmarks="arith", samples=2, max_tokens=48, temperature=1.0, top_p=1.0, limit=6, backend="hf")
     first = evaluate("tiny-arith", output=out, **common)
@@ -120,8 +120,13 @@ def test_evaluate_resumes_and_refuses_other_settings(tmp_path):
     again = evaluate("tiny-arith", output=out, **common)
     assert len((out / "completions.jsonl").read_text().splitlines()) == 12
     assert again["benchmarks"]["arith"]["n_problems"] == 6
-    with pytest.raises(BudgetError, match="other settings"):
-        evaluate("tiny-arith", output=out, **{**common, "samples": 3})
+    kept = (out / "completions.jsonl").read_text()
+    third = evaluate("tiny-arith", output=out, **{**common, "samples": 3})  # other sampling: afresh, old kept
+    assert len((out / "completions.jsonl").read_text().splitlines()) == 18
+    assert third["benchmarks"]["arith"]["samples"] == 3
+    aside = [p for p in out.iterdir() if p.name.startswith("completions.jsonl.old-")]
+    assert len(aside) == 1 and aside[0].read_text() == kept
+    assert json.loads((out / "eval_settings.json").read_text())["sampling"]["n"] == 3
 
 
 def test_before_and_after_training_in_one_table(tmp_path):
