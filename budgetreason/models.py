@@ -223,6 +223,32 @@ def resolve_model(name: str) -> ModelArch:
     return from_config(json.loads(Path(cfg_file).read_text()), name, source=f"config.json of {name} (hub)")
 
 
+def require_weights_reachable(model_id: str) -> None:
+    """Fail in one line, before any heavy import, when a hub model is neither cached nor downloadable.
+
+    Catalog models are planned from the catalog without the hub; training needs the weights, and
+    offline the loader would only fail after torch and transformers have loaded (seconds, then a
+    tokenizer error). `config.json` in the cache stands for "downloaded before".
+    """
+    if model_id == TINY_MODEL_ID or Path(model_id).expanduser().is_dir():
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    from budgetreason.online import offline_reason
+
+    try:
+        cached = try_to_load_from_cache(model_id, "config.json")
+    except Exception:
+        cached = None
+    if isinstance(cached, str):
+        return
+    reason = offline_reason()
+    if reason:
+        raise BudgetError(f"Model '{model_id}' is not in the local cache and the hub is out of reach ({reason}). "
+                          f"Download it where the hub can be reached (hf download {model_id}), or pass a local folder "
+                          "with --model.")
+
+
 def looks_like_path(name: str) -> bool:
     """A name no hub id can be (./x, /x, ~/x, a/b/c): the user meant a local folder."""
     return name.startswith((".", "/", "~", "\\")) or name.count("/") > 1 or "\\" in name

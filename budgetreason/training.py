@@ -331,6 +331,9 @@ def train(config: RunConfig | dict | str | None = None, *, callbacks: list | Non
 
         overrides["reward_funcs"], objects = split_user_rewards(overrides.pop("rewards"))
     run = resolve(_user_config(config, overrides), reward_objects=objects, planned=planned)
+    from budgetreason.models import require_weights_reachable
+
+    require_weights_reachable(run.config.model)
     with run.folder.locked(wait=wait, console=console):
         run = _checked_by_rank(run)
         for note in run.notes:

@@ -94,6 +94,8 @@ OFFLINE = [
     (["plan", "--gpu", "a40", "--model", "someone/unknown-model"], "the hub is out of reach"),
     (["eval", "-m", "someone/unknown-model", "-b", "arith"], "the hub is out of reach"),
     (["train", "--model", "someone/unknown-model", "--max-steps", "1", "--gpu", "cpu"], "the hub is out of reach"),
+    (["train", "--model", "Qwen/Qwen2.5-0.5B-Instruct", "--dataset", "arith", "--max-steps", "1", "--gpu", "a40",
+      "-o", "TMP/t-hub"], "is not in the local cache and the hub is out of reach"),
     (["eval", "-m", "tiny-arith", "-b", "aime24", "--limit", "1", "-o", "TMP/ev-aime"], "Cannot load aime24"),
     (["sweep", "--models", "someone/unknown-model", "--ranks", "8", "--max-steps-each", "1", "-o", "TMP/sw2"],
      "the hub is out of reach"),
