@@ -1,6 +1,6 @@
 """Reward throughput: budgetreason's batch scorer against plain sequential Math-Verify, same inputs, same run.
 
-    python benchmarks/rewards.py [--problems 64] [--group 8] [--seed 0]
+    python benchmarks/rewards.py [--problems 64] [--group 8] [--seed 0] [--repeats 3]
 
 Builds a realistic mix in-process (no downloads), shaped like a GRPO step: ``--problems`` MATH-style
 problems with ``--group`` sampled completions each. A completion is a 2-14 kB chain of thought inside
@@ -14,10 +14,14 @@ Scorers, all on the same inputs in one run: plain sequential Math-Verify as its 
 (``parse`` the whole completion, ``verify``); the same loop doing exactly what budgetreason does
 (the region after ``</think>``, the same extraction configs and gold handling), which must give
 budgetreason's verdicts; open-r1's ``accuracy_reward`` configuration; budgetreason's
-``score_batch`` with 1 and 2 worker processes: fresh workers warmed on another step's problems (in
+``score_batch`` with 1 and 2 worker processes (whose Math-Verify parses LaTeX SLL-first, see
+``budgetreason.verify.two_stage_parsing``; the sequential rows use the stock parser, so row 2 also
+checks that this changes no verdict): fresh workers warmed on another step's problems (in
 training they live for the whole run; the sequential rows are warmed on the same mix), and an empty
-verdict cache. Wall seconds depend on who else uses the machine; CPU seconds (this process and the
-workers) much less, so both are shown.
+verdict cache. Each scorer runs ``--repeats`` times (the rows take turns, so a neighbour's burst
+does not land on one row only) and the table shows the median of each column. Wall seconds depend
+on who else uses the machine; CPU seconds (this process and the workers) much less, so both are
+shown.
 
 Prints a Markdown table for docs/rewards.md.
 """
@@ -28,6 +32,7 @@ import argparse
 import os
 import platform
 import random
+import statistics
 import time
 from fractions import Fraction
 
@@ -173,6 +178,7 @@ def main() -> None:
     ap.add_argument("--problems", type=int, default=64)
     ap.add_argument("--group", type=int, default=8, help="completions per problem (GRPO's num_generations)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=3, help="runs of each scorer; the table shows medians")
     args = ap.parse_args()
     import logging
     import warnings
@@ -197,26 +203,35 @@ def main() -> None:
 
     plain_budgetreason_judging(*warm)
 
-    rows = []
-    for name, processes, run in [
+    scorers = [
         ("plain sequential Math-Verify (`parse` whole text, `verify`)", 0, lambda: plain_math_verify(golds, texts)),
         ("plain sequential Math-Verify, budgetreason's region and configs", 0,
          lambda: plain_budgetreason_judging(golds, texts)),
         ("open-r1 `accuracy_reward` configuration, sequential", 0, lambda: open_r1_reward(golds, texts)),
         ("budgetreason `score_batch`, 1 worker process", 1, lambda: score_batch(golds, texts, processes=1)),
         ("budgetreason `score_batch`, 2 worker processes", 2, lambda: score_batch(golds, texts, processes=2)),
-    ]:
-        if processes:  # fresh workers, warmed on another step's mix as in training, and no remembered verdicts
-            shutdown()
-            pool().map([("1", "1.0")] * processes, processes=processes)
-            score_batch(*warm, processes=processes)
-            clear_cache()
-        t0, c0, w0 = time.perf_counter(), time.process_time(), _workers_cpu_s() if processes else 0.0
-        verdicts = [bool(v == 1.0 or v is True) for v in run()]
-        seconds = time.perf_counter() - t0
-        cpu = time.process_time() - c0 + (_workers_cpu_s() - w0 if processes else 0.0)
+    ]
+    runs: list[list[tuple[float, float, list[bool]]]] = [[] for _ in scorers]
+    for _ in range(max(1, args.repeats)):
+        for k, (_name, processes, run) in enumerate(scorers):
+            if processes:  # fresh workers, warmed on another step's mix as in training, and no remembered verdicts
+                shutdown()
+                pool().map([("1", "1.0")] * processes, processes=processes)
+                score_batch(*warm, processes=processes)
+                clear_cache()
+            t0, c0, w0 = time.perf_counter(), time.process_time(), _workers_cpu_s() if processes else 0.0
+            verdicts = [bool(v == 1.0 or v is True) for v in run()]
+            seconds = time.perf_counter() - t0
+            cpu = time.process_time() - c0 + (_workers_cpu_s() - w0 if processes else 0.0)
+            runs[k].append((seconds, cpu, verdicts))
+    rows = []
+    for (name, _, _), done in zip(scorers, runs):
+        verdicts = done[0][2]
+        if any(v != verdicts for _, _, v in done):  # a check that ran out of time in one run only
+            print(f"note: {name}: verdicts differ between runs; the table uses the first run's")
         agree = sum(v == ok for v, ok in zip(verdicts, labels)) / n
-        rows.append((name, seconds, cpu, agree, verdicts))
+        rows.append((name, statistics.median(s for s, _, _ in done), statistics.median(c for _, c, _ in done),
+                     agree, verdicts))
 
     kb = sum(map(len, texts)) / n / 1000
     same = rows[1][4]
@@ -224,7 +239,8 @@ def main() -> None:
     print(f"{n} completions ({args.problems} problems × {args.group}), mean {kb:.1f} kB; "
           f"{os.cpu_count()} CPU cores ({platform.machine()}), load average {load:.1f} at the end; "
           f"Python {platform.python_version()}; {time.strftime('%Y-%m-%d')}; "
-          f"worker start-up {startup:.1f} s (once per run, not timed below)\n")
+          f"worker start-up {startup:.1f} s (once per run, not timed below); "
+          f"median of {max(1, args.repeats)} runs of each scorer\n")
     print("| scorer | wall s | CPU s, all processes | agrees with the intended verdict | same verdicts as row 2 |")
     print("|---|---:|---:|---:|---:|")
     for name, seconds, cpu, agree, verdicts in rows:
@@ -237,6 +253,8 @@ def main() -> None:
           f"on 2 otherwise idle cores the 2-worker wall time is about its CPU time / 2, "
           f"{2 * base_cpu / two[2]:.1f}× the plain loop's. Over the same judging done plainly: wall "
           f"{rows[1][1] / two[1]:.1f}×, CPU {rows[1][2] / two[2]:.1f}×.")
+    per_run = ", ".join(f"{b[0] / o[0]:.1f}× / {b[0] / t[0]:.1f}×" for b, o, t in zip(runs[0], runs[3], runs[4]))
+    print(f"Each run, wall speed-up over plain Math-Verify with 1 / 2 workers: {per_run}.")
 
 
 if __name__ == "__main__":

@@ -385,6 +385,68 @@ def extraction_targets() -> tuple:
     return _TARGETS
 
 
+#: How often the two-stage LaTeX parse finished in SLL mode, and how often it fell back to full LL.
+PARSES = {"sll": 0, "ll": 0}
+
+
+def two_stage_parsing(enable: bool = True) -> bool:
+    """Make Math-Verify's LaTeX parser try ANTLR's SLL prediction first, and full LL only on a syntax error.
+
+    Why: in a warm worker most of a check's time is ANTLR's full-context (LL) prediction, which the
+    parser redoes for every string (only SLL predictions are cached). This is ANTLR's own
+    "two-stage parsing": its ``PredictionMode.SLL`` documentation guarantees that an SLL parse
+    either returns the same parse tree as LL or reports a syntax error. latex2sympy's error
+    listener raises on the first syntax error, so a string SLL cannot parse is parsed again from
+    scratch exactly as before (a new lexer and parser, LL mode); the conversion to SymPy runs once,
+    on the tree LL would have built. The workers turn this on (a test compares Math-Verify's
+    parses with and without it on every case of its own suite); ``enable=False`` restores the stock
+    parser. Returns whether two-stage parsing is now on.
+    """
+    try:
+        from antlr4.atn.PredictionMode import PredictionMode
+        from latex2sympy2_extended.latex2sympy2 import _Latex2Sympy
+    except ImportError:
+        return False
+    current = _Latex2Sympy.create_parser
+    stock = getattr(current, "_stock", current)
+    if not enable:
+        _Latex2Sympy.create_parser = stock
+        return False
+    if current is not stock:
+        return True
+
+    def create_parser(self, latex_str):
+        parser = stock(self, latex_str)
+        parser._interp.predictionMode = PredictionMode.SLL
+        sll_math = parser.math  # the start rule, ends in EOF: a parse that returns consumed all of it
+
+        def math():
+            try:
+                tree = sll_math()
+            except Exception:  # a syntax error in SLL mode: invalid input, or input that needs full LL
+                PARSES["ll"] += 1
+                return stock(self, latex_str).math()
+            PARSES["sll"] += 1
+            return tree
+
+        parser.math = math
+        return parser
+
+    try:  # an unexpected latex2sympy2_extended or antlr4 version: keep the stock parser
+        from latex2sympy2_extended import latex2sympy
+
+        probe = "\\frac{1}{2} + x^{2}"
+        expected = str(latex2sympy(probe, normalization_config=None))
+        create_parser._stock = stock
+        _Latex2Sympy.create_parser = create_parser
+        if str(latex2sympy(probe, normalization_config=None)) != expected:
+            raise ValueError(expected)
+    except Exception:
+        _Latex2Sympy.create_parser = stock
+        return False
+    return True
+
+
 def _parse_gold(gold: str) -> list:
     """Math-Verify's parse of a gold answer; [] when it finds nothing (a data fault, TRL's test).
 
@@ -464,6 +526,7 @@ def _worker_main(memory_mb: int = WORKER_MEMORY_MB) -> None:
     logging.disable(logging.CRITICAL)
     out, sys.stdout = sys.stdout, sys.stderr  # nothing a library prints may corrupt the protocol
     _limit_resources(memory_mb)
+    two_stage_parsing()
     _verify_here("1", "$1$ \\boxed{1}")  # import SymPy and build Math-Verify's parsers before saying ready
     out.write('{"ready": true}\n')
     out.flush()
