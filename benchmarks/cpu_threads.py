@@ -1,7 +1,7 @@
 """torch's CPU threads under contention: one GRPO-shaped generation batch of the demo, by thread count.
 
 Each configuration runs in a fresh interpreter with BUDGETREASON_THREADS fixed (or unset, for
-budgetreason's own choice, budgetreason.backends.hf.cpu_threads) while ``--load N`` busy
+budgetreason's own choice, budgetreason.models.backends.hf.cpu_threads) while ``--load N`` busy
 processes hold cores, as other jobs on a shared machine do. The batch is the demo's: 8 prompts
 × 8 samples of up to 64 tokens from tiny-arith with transformers. Prints a Markdown table.
 
@@ -20,9 +20,9 @@ import time
 
 WORKLOAD = r"""
 import json, time
-from budgetreason.arith import make_problems
-from budgetreason.evaluation import load_hf_policy
-from budgetreason.generation import HFGenerator, SamplingSettings
+from budgetreason.data.arith import make_problems
+from budgetreason.evaluate.evaluation import load_hf_policy
+from budgetreason.evaluate.generation import HFGenerator, SamplingSettings
 import torch
 model, tok = load_hf_policy("tiny-arith", None)
 gen = HFGenerator(model, tok)

@@ -15,7 +15,7 @@ Scorers, all on the same inputs in one run: plain sequential Math-Verify as its 
 (the region after ``</think>``, the same extraction configs and gold handling), which must give
 budgetreason's verdicts; open-r1's ``accuracy_reward`` configuration; budgetreason's
 ``score_batch`` with 1 and 2 worker processes (whose Math-Verify parses LaTeX SLL-first, see
-``budgetreason.verify.two_stage_parsing``; the sequential rows use the stock parser, so row 2 also
+``budgetreason.rewards.verify.two_stage_parsing``; the sequential rows use the stock parser, so row 2 also
 checks that this changes no verdict): fresh workers warmed on another step's problems (in
 training they live for the whole run; the sequential rows are warmed on the same mix), and an empty
 verdict cache. Each scorer runs ``--repeats`` times (the rows take turns, so a neighbour's burst
@@ -124,7 +124,7 @@ def make_mix(problems: int, group: int, seed: int) -> tuple[list[str], list[str]
 
 def _workers_cpu_s() -> float:
     """CPU seconds the current verifier workers have used (Linux /proc; 0 elsewhere)."""
-    from budgetreason.verify import pool
+    from budgetreason.rewards.verify import pool
 
     total = 0.0
     for pid in pool().pids():
@@ -148,7 +148,7 @@ def plain_budgetreason_judging(golds: list[str], texts: list[str]) -> list[bool]
     handling and extraction configs, in this process, one completion after another."""
     from math_verify import parse, verify
 
-    from budgetreason.verify import _parse_gold, answer_region, extraction_targets
+    from budgetreason.rewards.verify import _parse_gold, answer_region, extraction_targets
 
     out = []
     for g, t in zip(golds, texts):
@@ -185,7 +185,7 @@ def main() -> None:
 
     logging.disable(logging.WARNING)  # Math-Verify logs every timeout and deprecated option
     warnings.filterwarnings("ignore")
-    from budgetreason.verify import clear_cache, default_processes, pool, score_batch, shutdown
+    from budgetreason.rewards.verify import clear_cache, default_processes, pool, score_batch, shutdown
 
     golds, texts, labels = make_mix(args.problems, args.group, args.seed)
     # Another step's problems, as many: Math-Verify's ANTLR parser fills its prediction caches as it

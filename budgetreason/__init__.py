@@ -2,7 +2,8 @@
 
 The public API is imported lazily so ``import budgetreason`` (and the CLI) stays fast:
 heavy libraries (torch, transformers, TRL) load only when a training or evaluation function
-is called.
+is called. ``plan``, ``train``, ``evaluate`` and ``report`` are the stages' packages, callable
+as their entry functions (see ``budgetreason.stage``); docs/layout.md shows how the parts stack.
 
     >>> import budgetreason
     >>> budgetreason.plan("a40", "Qwen/Qwen2.5-1.5B-Instruct", hours=24).fits
@@ -16,25 +17,26 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {
-    "plan": ("budgetreason.planner", "plan"),
-    "Plan": ("budgetreason.planner", "Plan"),
-    "RunConfig": ("budgetreason.config", "RunConfig"),
-    "train": ("budgetreason.training", "train"),
-    "evaluate": ("budgetreason.evaluation", "evaluate"),
-    "compare": ("budgetreason.comparison", "compare"),
-    "report": ("budgetreason.reporting", "report"),
+    "plan": ("budgetreason.plan", None),
+    "Plan": ("budgetreason.plan.planner", "Plan"),
+    "RunConfig": ("budgetreason.train.config", "RunConfig"),
+    "train": ("budgetreason.train", None),
+    "evaluate": ("budgetreason.evaluate", None),
+    "compare": ("budgetreason.evaluate.comparison", "compare"),
+    "report": ("budgetreason.report", None),
     "sweep": ("budgetreason.sweeps", "sweep"),
     "demo": ("budgetreason.demonstration", "demo"),
-    "detect_local_gpu": ("budgetreason.hardware", "detect_local_gpu"),
+    "detect_local_gpu": ("budgetreason.plan.hardware", "detect_local_gpu"),
     "BudgetError": ("budgetreason.errors", "BudgetError"),
-    "answers_match": ("budgetreason.verify", "answers_match"),
+    "answers_match": ("budgetreason.rewards.verify", "answers_match"),
 }
 
 
 def __getattr__(name: str):
     if name in _LAZY:
         module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module), attr)
+        found = importlib.import_module(module)
+        return found if attr is None else getattr(found, attr)
     raise AttributeError(f"module 'budgetreason' has no attribute '{name}'")
 
 

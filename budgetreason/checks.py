@@ -52,17 +52,3 @@ def int_list(text: str, flag: str, minimum: int = 1) -> list[int]:
     if small:
         raise BudgetError(f"{flag} values must be at least {minimum}, got {small[0]}.")
     return values
-
-
-def measurement(spec, output: str | Path) -> None:
-    """A calibrate/bench configuration (budgetreason.calibrate.Spec) and its output file, before minutes of set-up."""
-    from budgetreason.backends import choose_backend
-    from budgetreason.hardware import resolve_gpu
-    from budgetreason.models import resolve_model
-
-    for value, minimum, flag in ((spec.steps, 1, "--steps"), (spec.rank, 1, "--rank"), (spec.k, 2, "--k"),
-                                 (spec.completion, 1, "--completion")):
-        at_least(value, minimum, flag)
-    choose_backend(spec.backend, resolve_gpu(spec.gpu))
-    resolve_model(spec.model)
-    output_file(output)

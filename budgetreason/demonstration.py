@@ -2,7 +2,7 @@
 
 plan → GRPO with LoRA on ``tiny-arith`` → held-out accuracy before and after → a short report.
 The tiny model was warmed up to solve most two-digit sums but to slip now and then and to skip
-its reasoning sometimes (budgetreason.tiny); GRPO's accuracy and format rewards teach it out
+its reasoning sometimes (budgetreason.models.tiny); GRPO's accuracy and format rewards teach it out
 of both, which the printed table shows.
 """
 
@@ -21,11 +21,11 @@ def demo(output: str | Path = "runs/demo", seed: int = 0, steps: int = DEMO_STEP
     from rich.console import Console
 
     from budgetreason.checks import at_least, output_folder
-    from budgetreason.comparison import compare, to_rich
-    from budgetreason.evaluation import evaluate
-    from budgetreason.planner import plan
-    from budgetreason.training import train
-    from budgetreason.views import plan_view
+    from budgetreason.evaluate.comparison import compare, to_rich
+    from budgetreason.evaluate.evaluation import evaluate
+    from budgetreason.plan.planner import plan
+    from budgetreason.plan.tables import plan_view
+    from budgetreason.train.training import train
 
     at_least(steps, 1, "--steps")  # before the minutes of planning and the baseline evaluation
     out = output_folder(output)
@@ -58,7 +58,7 @@ def demo(output: str | Path = "runs/demo", seed: int = 0, steps: int = DEMO_STEP
         "heldout_before": before["benchmarks"]["arith"], "heldout_after": after["benchmarks"]["arith"],
         "run": str(run_dir),
     }
-    from budgetreason.reporting import report
+    from budgetreason.report.reporting import report
 
     report([run_dir], output=out / "report")
     summary["report"] = str(out / "report" / "report.md")

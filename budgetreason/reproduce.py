@@ -20,7 +20,7 @@ def cell(value) -> str:
 
 
 def recipe_table(name: str) -> str:
-    from budgetreason.recipes import settings
+    from budgetreason.train.recipes import settings
 
     lines = ["| setting | value | source |", "|---|---|---|"]
     lines += [f"| `{r['key']}` | {cell(r['value'])} | {r['source'].replace('|', '/')} |" for r in settings(name)]
@@ -28,7 +28,7 @@ def recipe_table(name: str) -> str:
 
 
 def protocol_table(name: str) -> str:
-    from budgetreason.evaluation import PROTOCOLS
+    from budgetreason.evaluate.evaluation import PROTOCOLS
 
     p = PROTOCOLS[name]
     lines = ["| setting | value | source |", "|---|---|---|"]

@@ -15,18 +15,18 @@ import json
 import time
 from pathlib import Path
 
-from budgetreason.config import slug
 from budgetreason.errors import BudgetError
+from budgetreason.train.config import slug
 
 #: LoRA alpha held fixed across ranks when neither the recipe nor --alpha gives one (the micro-budget
-#: recipe's value: see budgetreason/recipes/micro-budget.yaml for why 32).
+#: recipe's value: see budgetreason/train/recipes/micro-budget.yaml for why 32).
 SWEEP_ALPHA = 32
 
 
 def sweep_configs(models: list[str], ranks: list[int], *, recipe: str | None = None, dataset: str | None = None,
                   hours_each: float | None = None, max_steps_each: int | None = None, **settings) -> dict:
     """The pinned settings of each (model, rank) run: {(model, rank): train() overrides}, checked equal across ranks."""
-    from budgetreason.training import _user_config, resolve
+    from budgetreason.train.training import _user_config, resolve
 
     out: dict[tuple[str, int], dict] = {}
     for m in models:
@@ -47,14 +47,14 @@ def sweep(models: list[str], ranks: list[int], *, output: str | Path, dataset: s
 
     The sweep folder is locked like a run folder (and each run's own folder by `train`): a second
     sweep on the same output is refused, or with `wait` waits for the first to end."""
-    from budgetreason.runfolder import RunFolder
+    from budgetreason.runs.folder import RunFolder
 
     if not models or not ranks:
         raise BudgetError("sweep needs at least one model (--models) and one rank (--ranks).")
     if hours_each is None and max_steps_each is None and not _recipe_budget(recipe):
         raise BudgetError("Give each run a budget: --hours-each H and/or --max-steps-each N.")
     from budgetreason.checks import at_least, output_folder
-    from budgetreason.models import resolve_model
+    from budgetreason.plan.architectures import resolve_model
 
     if hours_each is not None and hours_each <= 0:
         raise BudgetError(f"--hours-each must be more than 0, got {hours_each:g}.")
@@ -68,8 +68,8 @@ def sweep(models: list[str], ranks: list[int], *, output: str | Path, dataset: s
 
 
 def _sweep(models, ranks, out: Path, dataset, hours_each, max_steps_each, recipe, console, settings) -> dict:
-    from budgetreason.reporting import report
-    from budgetreason.training import train
+    from budgetreason.report.reporting import report
+    from budgetreason.train.training import train
 
     out.mkdir(parents=True, exist_ok=True)
     state_file = out / "sweep.json"
@@ -108,7 +108,7 @@ def _sweep(models, ranks, out: Path, dataset, hours_each, max_steps_each, recipe
 def _recipe_budget(recipe: str | None) -> bool:
     if recipe is None:
         return False
-    from budgetreason.recipes import load_recipe
+    from budgetreason.train.recipes import load_recipe
 
     data = load_recipe(recipe)
     return bool(data.get("budget_hours") or data.get("max_steps"))

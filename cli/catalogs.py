@@ -11,7 +11,7 @@ from cli.options import JsonOpt
 
 def gpus_cmd(as_json: JsonOpt = False) -> None:
     """List the GPU catalog: memory, bf16, throughput, bandwidth and a typical price."""
-    from budgetreason.hardware import catalog
+    from budgetreason.plan.hardware import catalog
 
     gpus = list(catalog().values())
     if as_json:
@@ -19,7 +19,7 @@ def gpus_cmd(as_json: JsonOpt = False) -> None:
         return
     from rich.console import Console
 
-    from budgetreason.views import gpus_table
+    from budgetreason.plan.tables import gpus_table
 
     console = Console()
     console.print(gpus_table(gpus, console.width))
@@ -27,7 +27,7 @@ def gpus_cmd(as_json: JsonOpt = False) -> None:
 
 def models_cmd(as_json: JsonOpt = False) -> None:
     """List the model catalog: the architecture numbers the planner uses."""
-    from budgetreason.models import catalog
+    from budgetreason.plan.architectures import catalog
 
     models = list(catalog().values())
     if as_json:
@@ -35,7 +35,7 @@ def models_cmd(as_json: JsonOpt = False) -> None:
         return
     from rich.console import Console
 
-    from budgetreason.views import models_table
+    from budgetreason.plan.tables import models_table
 
     console = Console()
     console.print(models_table(models, console.width))
@@ -43,7 +43,7 @@ def models_cmd(as_json: JsonOpt = False) -> None:
 
 def versions_cmd() -> None:
     """Check installed library versions against the matrix that installs together on a GPU machine."""
-    from budgetreason.versions import check_installed, format_report
+    from budgetreason.measure.versions import check_installed, format_report
 
     problems = check_installed()
     typer.echo(format_report())

@@ -16,7 +16,7 @@ def doctor_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Check CUDA, driver, bf16, free GPU memory and disk, and the version matrix; exit 1 if training would fail."""
-    from budgetreason.doctor import doctor, format_report
+    from budgetreason.measure.doctor import doctor, format_report
 
     report = doctor(output, model, show=False)
     typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))

@@ -32,7 +32,7 @@ def eval_cmd(
     from rich.console import Console
 
     from budgetreason.errors import BudgetError
-    from budgetreason.evaluation import PROTOCOLS, evaluate, parse_data_option
+    from budgetreason.evaluate.evaluation import PROTOCOLS, evaluate, parse_data_option
 
     given = {"--benchmarks": benchmarks, "--samples": samples, "--max-tokens": max_tokens,
              "--temperature": temperature, "--top-p": top_p}
@@ -52,7 +52,7 @@ def eval_cmd(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    from budgetreason.views import eval_table
+    from budgetreason.evaluate.tables import eval_table
 
     Console().print(eval_table(result))
 
@@ -63,7 +63,7 @@ def compare_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Baseline vs. final in the micro-budget paper's Table 1 layout, with ΔH_rel."""
-    from budgetreason.comparison import compare, to_rich
+    from budgetreason.evaluate.comparison import compare, to_rich
 
     table = compare(evals, output=output)
     if as_json:
@@ -76,7 +76,7 @@ def compare_cmd(
 
 def benchmarks_cmd(as_json: JsonOpt = False) -> None:
     """List the evaluation benchmarks: hub id, split, columns, answer format."""
-    from budgetreason.benchmarks import registry
+    from budgetreason.evaluate.benchmarks import registry
 
     items = [b.to_dict() for b in registry().values()]
     if as_json:

@@ -22,7 +22,7 @@ def export_cmd(
 ) -> None:
     """Export for transformers, vLLM or the Hub: merged 16-bit safetensors with tokenizer, or the adapter."""
     from budgetreason.errors import BudgetError
-    from budgetreason.export import export_adapter, export_merged
+    from budgetreason.share.export import export_adapter, export_merged
 
     if kind == "verl":
         from cli.export_verl import verl_export

@@ -1,4 +1,4 @@
-"""``budgetreason export verl SOURCE``: print what the verl export wrote (budgetreason.verl_export)."""
+"""``budgetreason export verl SOURCE``: print what the verl export wrote (budgetreason.share.verl_export)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import typer
 def verl_export(source: str, output: str | None, *, gpus: int, data: str | None, model: str | None,
                 max_steps: int | None) -> None:
     """A verl GRPO job: the dataset as parquet, a compute_score reward module, and the main_ppo command."""
-    from budgetreason.verl_export import export
+    from budgetreason.share.verl_export import export
 
     result = export(source, output, gpus=gpus, model=model, data_path=data, max_steps=max_steps)
     for path in result.files:

@@ -24,10 +24,10 @@ def calibrate_cmd(
     """Measure memory and step time, one line per step as it ends; then predicted vs measured per configuration."""
     from rich.console import Console
 
-    from budgetreason.calibrate import calibrate, grid
-    from budgetreason.calibrate import quick as quick_specs
     from budgetreason.checks import int_list
-    from budgetreason.views import calibration_table
+    from budgetreason.measure.calibrate import calibrate, grid
+    from budgetreason.measure.calibrate import quick as quick_specs
+    from budgetreason.measure.tables import calibration_table
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     if quick:
@@ -60,9 +60,9 @@ def bench_cmd(
     """budgetreason's path vs plain TRL + PEFT with the same generation engine: s/step, tokens/s, peak memory, ratios."""
     from rich.console import Console
 
-    from budgetreason.bench import bench
-    from budgetreason.calibrate import Spec
-    from budgetreason.views import bench_table
+    from budgetreason.measure.bench import bench
+    from budgetreason.measure.calibrate import Spec
+    from budgetreason.measure.tables import bench_table
 
     data = bench(Spec(model=model, rank=rank, k=k, completion=completion, steps=steps, gpu=gpu, backend=backend,
                       generation=generation, prompts_per_step=prompts), output, console=Console(stderr=True),

@@ -24,7 +24,6 @@ _state = {"verbose": False}
 def _version(value: bool) -> None:
     if value:
         from budgetreason import __version__
-
         typer.echo(f"budgetreason {__version__}")
         raise typer.Exit()
 

@@ -12,8 +12,8 @@ from cli.options import JsonOpt
 
 def recipes_cmd(as_json: JsonOpt = False) -> None:
     """List dataset recipes and the shipped training recipes (--config NAME)."""
-    from budgetreason.data import recipes
-    from budgetreason.recipes import describe, recipe_names
+    from budgetreason.data.datasets import recipes
+    from budgetreason.train.recipes import describe, recipe_names
 
     data = [r.to_dict() for r in recipes()]
     training = {name: describe(name) for name in recipe_names()}

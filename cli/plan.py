@@ -49,10 +49,10 @@ def plan_cmd(
     val_samples: Annotated[int, typer.Option("--val-samples", help="Samples per validation problem.")] = 1,
 ) -> None:
     """Plan a GRPO run: the configuration that fits, memory term by term, time and cost."""
-    from budgetreason.planner import plan
+    from budgetreason.plan.planner import plan
 
     if gpus is not None:
-        from budgetreason.multigpu import plan_for_cli
+        from budgetreason.train.launch import plan_for_cli
 
         _show(plan_for_cli(gpus, config, gpu=gpu, vram_gb=vram_gb, model=None if model == DEFAULT_MODEL else model,
                            budget_hours=hours, lora_rank=rank, lora_alpha=alpha, num_generations=k,
@@ -74,7 +74,7 @@ def plan_cmd(
     else:
         from rich.console import Console
 
-        from budgetreason.views import plan_view
+        from budgetreason.plan.tables import plan_view
 
         Console().print(plan_view(p))
     if not p.fits:
@@ -87,7 +87,7 @@ def _show(layout, as_json: bool) -> None:
     else:
         from rich.console import Console
 
-        from budgetreason.multigpu import layout_view
+        from budgetreason.plan.layout import layout_view
 
         Console().print(layout_view(layout))
     if not layout.fits:

@@ -19,7 +19,7 @@ def push_cmd(
     base: Annotated[str | None, typer.Option("--base", help="Base model id for the card and the merge (default: the run's).")] = None,
 ) -> None:
     """Upload to the Hugging Face Hub with a model card: base, data, recipe, plan, curves and evaluation."""
-    from budgetreason.hub import push
+    from budgetreason.share.hub import push
 
     result = push(run, repo, private=private, merged=merged, dry_run=dry_run, checkpoint=checkpoint, evals=evals,
                   base=base)

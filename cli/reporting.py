@@ -14,7 +14,7 @@ def report_cmd(
         "--smooth", "--ema", help="Smoothing α: centred mean over 2/α − 1 steps (≤ a quarter of the run).")] = 0.1,
 ) -> None:
     """Training curves, entropy and length changes, turning point and a verdict per run."""
-    from budgetreason.reporting import report
+    from budgetreason.report.reporting import report
 
     data = report(runs, output=output, alpha=smoothing)
     for a in data["runs"]:

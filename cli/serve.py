@@ -18,7 +18,7 @@ def serve_cmd(
     start_now: Annotated[bool, typer.Option("--run", help="Start the server (needs vLLM and a GPU).")] = False,
 ) -> None:
     """The `vllm serve` command with the LoRA adapter enabled, and an OpenAI-style request to try it."""
-    from budgetreason.serving import serve_command, start
+    from budgetreason.share.serving import serve_command, start
 
     cmd = serve_command(run, name=name, checkpoint=checkpoint, port=port, host=host, merged=merged,
                         gpu_memory_utilization=vllm_share)

@@ -77,7 +77,7 @@ def train_cmd(
 ) -> None:
     """Train with GRPO on LoRA until the budget or --max-steps ends; re-run the same command to resume."""
     from budgetreason.errors import BudgetError
-    from budgetreason.training import train, train_overrides_from_folder
+    from budgetreason.train.training import train, train_overrides_from_folder
 
     if dry_run and not gpus:
         raise BudgetError("--dry-run writes the several-GPU launch files; give it with --gpus N.")
@@ -107,7 +107,7 @@ def train_cmd(
         return
     try:
         result = train(base, wait=wait, **overrides)
-    except KeyboardInterrupt as e:  # the run saved a checkpoint first (budgetreason.callbacks.GracefulStop)
+    except KeyboardInterrupt as e:  # the run saved a checkpoint first (budgetreason.train.callbacks.GracefulStop)
         typer.echo(f"stopped: {e}" if str(e) else "stopped.", err=True)
         raise typer.Exit(130) from None
     if result.nothing_to_do:
@@ -131,8 +131,7 @@ def _val_every(value: str | None) -> int | str | None:
 
 
 def _launch(gpus: int, base, overrides: dict, dry_run: bool, port: int) -> None:
-    from budgetreason import launch
-
+    from budgetreason.train import launch
     overrides = {k: v for k, v in overrides.items() if k not in ("backend", "progress")} | {
         "backend": overrides.get("backend"), "gpu": None if overrides.get("gpu") == "auto" else overrides.get("gpu")}
     plan = launch.prepare(gpus, base, port=port, **overrides)

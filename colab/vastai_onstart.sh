@@ -42,7 +42,7 @@ OUTPUT=${BR_OUTPUT:-$WORKDIR/runs/$NAME}
 ARGS+=(--output "$OUTPUT" --no-progress)
 # shellcheck disable=SC2206
 if [ -n "${BR_ARGS:-}" ]; then ARGS+=($BR_ARGS); fi
-if HOLDER=$("$PYTHON" -m budgetreason.runfolder "$OUTPUT" 2>/dev/null); then
+if HOLDER=$("$PYTHON" -m budgetreason.runs.folder "$OUTPUT" 2>/dev/null); then
   echo "budgetreason: training already running in $OUTPUT ($HOLDER); log: $WORKDIR/train.log"
   exit 0
 fi

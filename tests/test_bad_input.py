@@ -152,7 +152,6 @@ def test_offline_variable_needs_no_probe(paths):
 
 def test_probe_answers_once_and_switches_to_offline(monkeypatch):
     from budgetreason import online as hub
-
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "0")
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")

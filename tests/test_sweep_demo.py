@@ -46,7 +46,7 @@ def test_sweep_killed_between_runs_finishes_with_both_and_a_report(tmp_path):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_tiny_model_really_learns(tmp_path, seed):
     """The accuracy reward over the last fifth of 30 steps beats the first fifth (the demo's claim)."""
-    from budgetreason.training import train
+    from budgetreason.train.training import train
 
     train(model="tiny-arith", dataset="arith", max_steps=30, seed=seed, output=str(tmp_path / "run"), progress=False)
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

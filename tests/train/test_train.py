@@ -1,0 +1,254 @@
+"""Training on the built-in tiny model through the real TRL trainer: run folder, resume, deadline, fidelity."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from budgetreason.errors import BudgetError
+from budgetreason.runs.folder import RunFolder
+from tests.conftest import ROOT, run_cli
+
+REQUIRED = ("step", "elapsed_s", "reward", "reward_std", "rewards/accuracy", "rewards/format", "completion_length",
+            "clipped_ratio", "entropy", "kl", "learning_rate", "step_seconds", "rewards/unjudged")
+
+
+def metrics(path: Path) -> list[dict]:
+    return [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines() if x.strip()]
+
+
+def cli_env() -> dict:
+    return dict(os.environ, COLUMNS="200", PYTHONUNBUFFERED="1")
+
+
+def test_train_cli_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    r = run_cli("train", "--model", "tiny-arith", "--dataset", "arith", "--max-steps", "6", "--output", str(out),
+                "--save-steps", "3", "--no-progress")
+    assert r.returncode == 0, r.stderr[-3000:]
+    folder = RunFolder(out)
+    cfg = yaml.safe_load(folder.config.read_text())
+    assert cfg["model"] == "tiny-arith" and cfg["dataset"] == "arith" and cfg["backend"] == "hf"
+    assert cfg["lora_rank"] == 16 and cfg["num_generations"] == 8
+    plan = json.loads(folder.plan.read_text())
+    assert plan["fits"] and plan["config"]["lora_rank"] == 16
+    rows = metrics(out)
+    assert [row["step"] for row in rows] == list(range(1, 7))
+    for key in REQUIRED:
+        assert all(key in row for row in rows), key
+    assert all(0 <= row["rewards/accuracy"] <= 1 for row in rows)
+    assert [c.name for c in folder.checkpoints()] == ["checkpoint-3", "checkpoint-6"]
+    for c in folder.checkpoints():
+        assert (c / "COMPLETE").is_file() and (c / "optimizer.pt").is_file() and (c / "rng_state.pth").is_file()
+        assert (c / "adapter_model.safetensors").is_file() and (c / "trainer_state.json").is_file()
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    summary = json.loads(folder.summary.read_text())
+    assert summary["stop_reason"] == "max_steps" and summary["steps"] == 6
+    assert "max_steps: 6 steps" in r.stdout
+    assert not (out / "README.md").exists()  # no TRL auto card ("fine-tuned version of [None]")
+    # Step t (1-based) trained at the schedule's update t − 1 (LambdaLR counts from 0): the logged LR is the
+    # schedule's, step by step, with no lag.
+    from budgetreason.train.budget import SCHEDULE_FILE, Horizon
+
+    horizon = Horizon.from_dict(json.loads((out / SCHEDULE_FILE).read_text()))
+    assert [row["learning_rate"] for row in rows] == pytest.approx(
+        [cfg["learning_rate"] * horizon.multiplier(t - 1) for t in range(1, 7)])
+
+
+def test_killed_run_resumes_with_every_step_once(tmp_path):
+    out = tmp_path / "run"
+    # A small shape (2 prompts × 4 completions per step): resume fidelity does not depend on it, and the
+    # shared CPU reaches checkpoint-4 well inside the deadline.
+    cmd = [sys.executable, "-m", "cli.main", "train", "--model", "tiny-arith", "--batch", "8", "--k", "4",
+           "--max-steps", "10", "--save-steps", "4", "--output", str(out), "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while not (out / "checkpoint-4" / "COMPLETE").is_file():
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.time() < deadline
+        time.sleep(0.2)
+    time.sleep(1.0)  # let it get into step 5 or 6
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = metrics(out)
+    assert partial and partial[-1]["step"] < 10
+    r = subprocess.run(cmd, cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = metrics(out)
+    assert [row["step"] for row in rows] == list(range(1, 11))  # every step exactly once
+    events = [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
+    assert any(e["kind"] == "resume" and e["step"] >= 4 for e in events)
+    assert rows[-1]["elapsed_s"] > partial[0]["elapsed_s"]  # time before the kill counts
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from budgetreason.plan.architectures import tiny_model_dir
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir()), out / "adapter")
+    assert sum(p.numel() for n, p in model.named_parameters() if "lora_" in n) > 0
+
+
+def test_deadline_stops_in_time_with_a_loadable_adapter(tmp_path):
+    out = tmp_path / "run"
+    budget_s = 25.0
+    t0 = time.time()
+    r = run_cli("train", "--model", "tiny-arith", "--hours", str(budget_s / 3600), "--output", str(out), "--no-progress")
+    wall = time.time() - t0
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stop_reason"] == "deadline"
+    assert summary["elapsed_s"] <= budget_s
+    assert summary["steps"] >= 1
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert wall < budget_s + 60  # start-up and the final save on top of the budget
+
+
+def test_saved_adapter_gives_the_trained_log_probs(tmp_path):
+    """What was trained is what was saved: fresh base + adapter/ reproduces the in-memory model's log-probs."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+    from budgetreason.plan.architectures import tiny_model_dir
+    from budgetreason.train.training import train
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir())
+    ids = tok("<think>\n23 + 58\nunits: 3 + 8 = 11\ntens: 2 + 5 + 1 = 8\n</think>\n\\boxed{81}", return_tensors="pt")
+
+    def logprobs(model):
+        model.eval()
+        with torch.no_grad():
+            logits = model(**ids).logits[0, :-1].float()
+        return torch.log_softmax(logits, -1).gather(-1, ids["input_ids"][0, 1:, None]).squeeze(-1)
+
+    captured = {}
+
+    class Capture(TrainerCallback):
+        def on_train_end(self, args, state, control, model=None, **kw):
+            captured["lp"] = logprobs(model)
+
+    train(model="tiny-arith", max_steps=4, output=str(tmp_path / "run"), progress=False, callbacks=[Capture()])
+    fresh = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir()), tmp_path / "run" / "adapter")
+    base = logprobs(AutoModelForCausalLM.from_pretrained(tiny_model_dir()))
+    assert torch.allclose(logprobs(fresh), captured["lp"], atol=1e-5)  # fp32 on CPU: equal to rounding
+    assert not torch.allclose(base, captured["lp"], atol=1e-4)  # and training did change the model
+
+
+def test_other_run_in_folder_is_refused_then_moved_aside_with_overwrite(tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("train", "--model", "tiny-arith", "--max-steps", "2", "--output", str(out), "--no-progress").returncode == 0
+    r = run_cli("train", "--model", "tiny-arith", "--max-steps", "2", "--rank", "8", "--output", str(out), "--no-progress")
+    assert r.returncode == 2
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and "holds a different run" in lines[0] and "lora_rank" in lines[0]
+    assert yaml.safe_load((out / "config.yaml").read_text())["lora_rank"] == 16  # untouched
+    r = run_cli("train", "--model", "tiny-arith", "--max-steps", "2", "--rank", "8", "--output", str(out),
+                "--overwrite", "--no-progress")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert yaml.safe_load((out / "config.yaml").read_text())["lora_rank"] == 8
+    old = [p for p in tmp_path.iterdir() if p.name.startswith("run.old-")]
+    assert len(old) == 1 and (old[0] / "adapter").is_dir()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--dataset", "no-such-data"], "Unknown dataset 'no-such-data'"),
+    (["--rank", "0"], "--rank must be at least 1"),
+    (["--k", "1"], "--k must be at least 2"),
+    (["--hours", "-1"], "--hours must be more than 0"),
+    (["--loss", "ppo"], "--loss must be one of"),
+])
+def test_bad_config_is_one_line(tmp_path, args, needle):
+    r = run_cli("train", "--model", "tiny-arith", "--max-steps", "2", "--output", str(tmp_path / "r"), *args)
+    assert r.returncode == 2, (r.stdout[-1000:], r.stderr[-2000:])
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and needle in lines[0], lines
+
+
+def test_bad_yaml_config_is_one_line(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model: tiny-arith\nlora_rnak: 8\n")
+    r = run_cli("train", "--config", str(cfg), "--max-steps", "1")
+    assert r.returncode == 2 and "Unknown setting(s)" in r.stderr and "lora_rnak" in r.stderr
+
+
+def test_out_of_memory_is_retried_from_the_checkpoint_with_a_smaller_batch(tmp_path):
+    from transformers import TrainerCallback
+
+    from budgetreason.train.training import train
+
+    class OOMOnce(TrainerCallback):
+        fired = False
+
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 3 and not OOMOnce.fired:
+                OOMOnce.fired = True
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    out = tmp_path / "run"
+    result = train(model="tiny-arith", max_steps=5, save_steps=2, output=str(out), progress=False,
+                   callbacks=[OOMOnce()])
+    assert result.steps == 5
+    events = [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
+    oom = [e for e in events if e["kind"] == "oom"]
+    assert len(oom) == 1 and oom[0]["change"]["per_device_train_batch_size"] == 32
+    assert yaml.safe_load((out / "config.yaml").read_text())["per_device_train_batch_size"] == 32
+    assert [r["step"] for r in metrics(out)] == [1, 2, 3, 4, 5]
+
+
+def test_ctrl_c_saves_a_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "cli.main", "train", "--model", "tiny-arith", "--max-steps", "200", "--output",
+           str(out), "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while not (out / "metrics.jsonl").is_file() or len(metrics(out)) < 2:
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=120)
+    assert proc.returncode == 130
+    assert "stopped on request; checkpoint saved" in proc.stderr.read().decode()
+    ckpt = RunFolder(out).latest_complete_checkpoint()
+    assert ckpt is not None and int(ckpt.name.split("-")[1]) >= 2
+    assert json.loads((out / "summary.json").read_text())["stop_reason"] == "interrupted"
+
+
+def test_budget_usd_converts_with_the_gpu_price():
+    from budgetreason.train.config import RunConfig
+    from budgetreason.train.training import resolve
+
+    with pytest.raises(BudgetError, match="--hours or --budget-usd"):
+        RunConfig(budget_hours=1, budget_usd=1)
+    run = resolve(RunConfig(model="tiny-arith", gpu="a40", backend="hf", budget_usd=3.0))
+    assert run.config.budget_hours == pytest.approx(3.0 / 0.30)
+
+
+def test_validation_during_training_writes_val_accuracy(tmp_path):
+    out = tmp_path / "run"
+    r = run_cli("train", "--model", "tiny-arith", "--max-steps", "4", "--output", str(out), "--no-progress",
+                "--val-every", "2", "--val-benchmark", "arith", "--val-size", "8")
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = metrics(out)
+    assert "val_initial/accuracy" in rows[0]
+    assert [row["step"] for row in rows if "val/accuracy" in row] == [2, 4]
+    assert all(0 <= row["val/accuracy"] <= 1 for row in rows if "val/accuracy" in row)
+
+
+def test_resume_flag_continues_the_saved_run_with_a_larger_budget(tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("train", "--model", "tiny-arith", "--max-steps", "3", "--save-steps", "3", "--rank", "8",
+                   "--output", str(out), "--no-progress").returncode == 0
+    r = run_cli("train", "--resume", str(out), "--max-steps", "5", "--no-progress")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [row["step"] for row in metrics(out)] == [1, 2, 3, 4, 5]
+    assert yaml.safe_load((out / "config.yaml").read_text())["lora_rank"] == 8  # the saved run, not the defaults
+    r = run_cli("train", "--resume", str(tmp_path / "nothing-here"))
+    assert r.returncode == 2 and "no budgetreason run there" in r.stderr
