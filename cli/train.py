@@ -46,7 +46,7 @@ def train_cmd(
     prompts_per_step: Annotated[int | None, typer.Option("--prompts-per-step", help="Prompts per optimizer step (the planner splits it).")] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
     schedule_steps: Annotated[int | None, typer.Option("--schedule-steps", help="Steps the LR schedule spans (--max-steps).")] = None,
-    loss: Annotated[str | None, typer.Option("--loss", help="grpo, dr_grpo or dapo.")] = None,
+    loss: Annotated[str | None, typer.Option("--loss", help="grpo, bnpo (Tina's Dr.GRPO), dr_grpo or dapo.")] = None,
     beta: Annotated[float | None, typer.Option("--beta", help="KL coefficient.")] = None,
     temperature: Annotated[float | None, typer.Option("--temperature")] = None,
     rewards: Annotated[str | None, typer.Option("--rewards", help="Reward preset: micro_budget, tina, tina_cosine.")] = None,

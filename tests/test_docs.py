@@ -20,6 +20,15 @@ def test_cli_reference_is_current():
         "docs/cli.md is stale: python -m cli.reference > docs/cli.md"
 
 
+def test_loss_help_names_every_loss_train_accepts():
+    """`--loss` help (and so docs/cli.md) lists every TRL loss the config accepts, bnpo included."""
+    from budgetreason.train.config import LOSSES
+    from cli.reference import markdown
+
+    line = next(ln for ln in markdown().splitlines() if ln.startswith("| `--loss` |"))
+    assert [name for name in LOSSES if name not in line] == [], line
+
+
 def test_docs_cover_every_topic():
     names = {p.name for p in (ROOT / "docs").glob("*.md")}
     assert {"index.md", "quickstart.md", "concepts.md", "planner.md", "training.md", "rewards.md", "data.md",
