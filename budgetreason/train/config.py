@@ -8,6 +8,7 @@ The translation to TRL's ``GRPOConfig`` lives in one function in budgetreason.tr
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import types
 import typing
@@ -175,13 +176,28 @@ class RunConfig:
     def __post_init__(self) -> None:
         self.validate()
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        given = self.__dict__.get("_given")
+        if given is not None and name in self.__dataclass_fields__:
+            given.add(name)  # `cfg.save_minutes = 30` after construction is a setting the user gave too
+
+    def given(self) -> dict[str, Any]:
+        """The settings passed to the constructor (or assigned since), defaults left out.
+
+        A value equal to its dataclass default is still given: ``RunConfig(model="tiny-arith",
+        save_minutes=30.0)`` keeps 30 minutes where the model's recipe says 5, as the same dict does.
+        """
+        given = self.__dict__.get("_given")
+        return {k: v for k, v in self.to_dict().items() if given is None or k in given}
+
     def validate(self) -> None:
         """Reject contradictions and impossible values with one line each."""
         def bad(msg: str) -> None:
             raise BudgetError(msg)
 
-        for f in fields(self):  # types first: the checks below compare numbers
-            setattr(self, f.name, coerce(f.name, getattr(self, f.name)))
+        for f in fields(self):  # types first: the checks below compare numbers (not recorded as given)
+            self.__dict__[f.name] = coerce(f.name, getattr(self, f.name))
         if self.lora_rank is not None and self.lora_rank < 1:
             bad(f"--rank must be at least 1, got {self.lora_rank}.")
         if self.num_generations is not None and self.num_generations < 2:
@@ -276,6 +292,20 @@ class RunConfig:
 
     def identity(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in IDENTITY_FIELDS}
+
+
+def _recording_given(init):
+    """Wrap the dataclass __init__ so each RunConfig knows which fields its caller passed."""
+    @functools.wraps(init)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        names = [f.name for f in fields(self)]
+        self.__dict__["_given"] = set(names[:len(args)]) | set(kwargs)
+
+    return __init__
+
+
+RunConfig.__init__ = _recording_given(RunConfig.__init__)
 
 
 def read_yaml(path: str | Path) -> tuple[dict[str, Any], dict[str, int]]:

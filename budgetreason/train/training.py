@@ -74,7 +74,7 @@ def _user_config(config: RunConfig | dict | str | None, overrides: dict) -> RunC
         source = str(recipe_file(config))
         where = {k: f" ({source}, line {n})" for k, n in lines.items() if overrides.get(k) is None}
     elif isinstance(config, RunConfig):
-        base = {k: v for k, v in config.to_dict().items() if v != _default(k)}
+        base = config.given()  # not "differs from the default": an explicit default value is a choice too
     else:
         base = dict(config or {})
     base.update({k: v for k, v in overrides.items() if v is not None})
@@ -82,11 +82,6 @@ def _user_config(config: RunConfig | dict | str | None, overrides: dict) -> RunC
     if model in MODEL_DEFAULTS:  # a model's own recipe fills what neither file nor flags set
         base = {**load_recipe(MODEL_DEFAULTS[model]), **base}
     return RunConfig.from_dict(base, source=source, where=where)
-
-
-def _default(name: str):
-    f = RunConfig.__dataclass_fields__[name]
-    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
 
 
 def resolve(config: RunConfig, reward_objects: dict | None = None, planned=None) -> ResolvedRun:

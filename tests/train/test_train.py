@@ -252,3 +252,30 @@ def test_resume_flag_continues_the_saved_run_with_a_larger_budget(tmp_path):
     assert yaml.safe_load((out / "config.yaml").read_text())["lora_rank"] == 8  # the saved run, not the defaults
     r = run_cli("train", "--resume", str(tmp_path / "nothing-here"))
     assert r.returncode == 2 and "no budgetreason run there" in r.stderr
+
+
+def test_a_run_config_keeps_explicit_default_values_like_the_same_dict(tmp_path):
+    """RunConfig(save_minutes=30.0) is a choice even though 30 is the field's default: tiny-arith's recipe
+    (save_minutes 5) fills only what was not given, in train() and in launch.worker (which reads a YAML)."""
+    from budgetreason.train.config import RunConfig
+    from budgetreason.train.launch import worker
+    from budgetreason.train.training import _user_config, resolve, train
+
+    settings = dict(model="tiny-arith", save_minutes=30.0, loss="grpo", max_steps=1, progress=False)
+    assert _user_config(RunConfig(**settings), {}) == _user_config(settings, {})
+    assert _user_config(RunConfig(**settings), {}).save_minutes == 30.0
+    assigned = RunConfig(model="tiny-arith")
+    assert _user_config(assigned, {}).save_minutes == 5.0  # not given: the model's recipe decides
+    assigned.save_minutes = 30.0
+    assert _user_config(assigned, {}).save_minutes == 30.0
+
+    train(RunConfig(**settings, output=str(tmp_path / "run")))
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["save_minutes"] == 30.0
+
+    launch = tmp_path / "run2.launch"  # what `train --gpus N` writes, read by every trainer process
+    launch.mkdir()
+    (launch / "config.yaml").write_text(yaml.safe_dump(dict(settings, output=str(tmp_path / "run2"))))
+    (launch / "layout.json").write_text(json.dumps(resolve(_user_config(settings, {})).plan.to_dict()))
+    worker(str(launch / "config.yaml"))
+    saved = yaml.safe_load((tmp_path / "run2" / "config.yaml").read_text())
+    assert saved["save_minutes"] == 30.0 and json.loads((tmp_path / "run2" / "summary.json").read_text())["steps"] == 1
