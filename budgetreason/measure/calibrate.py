@@ -427,12 +427,18 @@ def _append(out: Path, row: dict) -> None:
 
 def _measure_in_subprocess(spec: Spec, model_dir: Path, tmp: Path, out: Path, run_id: str, console,
                            timeout_s: int) -> None:
-    """`measure` in a fresh process; its lines are printed here as the child appends them."""
+    """`measure` in a fresh process; its lines are printed here as the child appends them.
+
+    The child's stderr goes to `tmp/stderr.log`, not a pipe: a pipe nobody reads fills at 64 KiB of
+    warnings and the child then blocks on `write()` until the timeout. On failure its tail is shown.
+    """
     spec_file = tmp / "spec.json"
     spec_file.write_text(json.dumps(asdict(spec)))
+    log = tmp / "stderr.log"
     seen = out.stat().st_size if out.exists() else 0
-    proc = subprocess.Popen([sys.executable, "-m", "budgetreason.measure.calibrate", str(spec_file), str(model_dir), str(tmp),
-                             str(out), run_id], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    with open(log, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "budgetreason.measure.calibrate", str(spec_file), str(model_dir),
+                                 str(tmp), str(out), run_id], stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.monotonic() + timeout_s
     while True:
         done = proc.poll() is not None
@@ -441,11 +447,24 @@ def _measure_in_subprocess(spec: Spec, model_dir: Path, tmp: Path, out: Path, ru
             break
         if time.monotonic() > deadline:
             proc.kill()
+            proc.wait()
+            _show_tail(log, console)
             raise subprocess.TimeoutExpired(proc.args, timeout_s)
         time.sleep(0.5)
-    err = proc.stderr.read() if proc.stderr else ""
     if proc.returncode != 0:
-        raise RuntimeError((err.strip().splitlines() or [f"exit code {proc.returncode}"])[-1])
+        tail = _show_tail(log, console)
+        raise RuntimeError((tail or [f"exit code {proc.returncode}"])[-1])
+
+
+def _show_tail(log: Path, console, lines: int = 20) -> list[str]:
+    """The last non-empty lines of a child's stderr log, printed to `console` (read from the end: logs get big)."""
+    with open(log, "rb") as f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - 16_384))
+        tail = [x for x in f.read().decode(errors="replace").splitlines() if x.strip()][-lines:]
+    if console is not None and tail:
+        console.print(f"[dim]last lines of the child's stderr ({log.name}):[/]")
+        console.print("\n".join(tail), markup=False, highlight=False)  # untrusted text: no rich markup
+    return tail
 
 
 def _echo_new_lines(out: Path, seen: int, console) -> int:

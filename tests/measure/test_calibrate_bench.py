@@ -96,6 +96,47 @@ def test_a_killed_calibration_keeps_its_finished_lines(tmp_path):
     assert c.points == 1
 
 
+def _noisy_child(tmp_path: Path, code: int) -> Path:
+    """A stand-in for `python -m budgetreason.measure.calibrate`: 200 kB of warnings on stderr, then exit `code`."""
+    script = tmp_path / "noisy-python"
+    script.write_text(f"#!{sys.executable}\n"
+                      "import sys\n"
+                      "for i in range(4000):\n"
+                      "    print(f'UserWarning {i:05d}: ' + 'x' * 40, file=sys.stderr)\n"
+                      "print('RuntimeError: CUDA out of memory in the child', file=sys.stderr)\n"
+                      f"sys.exit({code})\n")
+    script.chmod(0o755)
+    return script
+
+
+@pytest.mark.parametrize("code", [0, 3])
+def test_an_isolated_configuration_never_blocks_on_its_own_stderr(tmp_path, monkeypatch, code):
+    """A child that writes far more than a pipe's 64 KiB to stderr finishes on its own (not at the timeout).
+
+    The bound is the child's exit: before the fix the parent waited out `timeout_s` and raised TimeoutExpired.
+    """
+    from rich.console import Console
+
+    from budgetreason.measure import calibrate as cal
+
+    monkeypatch.setattr(cal.sys, "executable", str(_noisy_child(tmp_path, code)))
+    work = tmp_path / "work"
+    work.mkdir()
+    console = Console(record=True, width=200)
+    spec = quick("tiny-arith", cuda=False, gpu="cpu")[0]
+    args = (spec, tmp_path / "model", work, tmp_path / "calibration.jsonl", "r0", console, 60)
+    if code == 0:
+        cal._measure_in_subprocess(*args)
+    else:
+        with pytest.raises(RuntimeError, match="^RuntimeError: CUDA out of memory in the child$"):
+            cal._measure_in_subprocess(*args)
+        shown = console.export_text()
+        assert "UserWarning 03999" in shown and "CUDA out of memory" in shown  # the tail is shown
+        assert "UserWarning 00000" not in shown  # only the tail
+    log = (work / "stderr.log").read_text()
+    assert len(log) > 200_000 and log.count("UserWarning") == 4000  # all of it kept, in the tmp folder
+
+
 def test_completion_length_is_forced_with_each_engines_own_argument():
     assert force_full_length("vllm", 512) == {"min_tokens": 512}
     assert force_full_length("hf", 512) == {"min_new_tokens": 512}
