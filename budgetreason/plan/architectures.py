@@ -223,28 +223,61 @@ def resolve_model(name: str) -> ModelArch:
     return from_config(json.loads(Path(cfg_file).read_text()), name, source=f"config.json of {name} (hub)")
 
 
-def require_weights_reachable(model_id: str) -> None:
+#: Weights in one file, or an index that names every shard (what transformers loads, in its order).
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def weights_cached(model_id: str, cache_dir: str | Path | None = None) -> bool:
+    """config.json and the weights (one file, or every shard its index names) are in the hub cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    def cached(name: str) -> str | None:
+        try:
+            found = try_to_load_from_cache(model_id, name, cache_dir=cache_dir)
+        except Exception:  # an id the hub would reject (bad characters): not cached
+            return None
+        return found if isinstance(found, str) else None
+
+    if not cached("config.json"):
+        return False
+    if any(cached(name) for name in WEIGHT_FILES):
+        return True
+    for index in filter(None, map(cached, WEIGHT_INDEXES)):
+        try:
+            shards = set(json.loads(Path(index).read_text())["weight_map"].values())
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if shards and all(cached(shard) for shard in shards):
+            return True
+    return False
+
+
+def require_weights_reachable(model_id: str, cache_dir: str | Path | None = None) -> None:
     """Fail in one line, before any heavy import, when a hub model is neither cached nor downloadable.
 
     Catalog models are planned from the catalog without the hub; training needs the weights, and
     offline the loader would only fail after torch and transformers have loaded (seconds, then a
-    tokenizer error). `config.json` in the cache stands for "downloaded before".
+    tokenizer error). "Cached" means config.json and the weights (weights_cached): `plan` with a
+    hub id fetches config.json alone, which is no sign that the weights were ever downloaded.
     """
     if model_id == TINY_MODEL_ID or Path(model_id).expanduser().is_dir():
         return
-    from huggingface_hub import try_to_load_from_cache
-
     from budgetreason.online import offline_reason
 
-    try:
-        cached = try_to_load_from_cache(model_id, "config.json")
-    except Exception:
-        cached = None
-    if isinstance(cached, str):
+    if weights_cached(model_id, cache_dir):
         return
     reason = offline_reason()
     if reason:
-        raise BudgetError(f"Model '{model_id}' is not in the local cache and the hub is out of reach ({reason}). "
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            config_only = isinstance(try_to_load_from_cache(model_id, "config.json", cache_dir=cache_dir), str)
+        except Exception:
+            config_only = False
+        what = ("'s weights are not in the local cache (only its config.json, which `plan` fetches)" if config_only
+                else " is not in the local cache")
+        raise BudgetError(f"Model '{model_id}'{what} and the hub is out of reach ({reason}). "
                           f"Download it where the hub can be reached (hf download {model_id}), or pass a local folder "
                           "with --model.")
 

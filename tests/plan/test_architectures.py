@@ -100,3 +100,40 @@ def test_bad_targets_are_refused():
         parse_targets("q_proj,lm_head")
     assert parse_targets("attn") == ("q_proj", "k_proj", "v_proj", "o_proj")
     assert parse_targets(None) == ALL_LINEAR
+
+
+def _hub_cache(root, repo: str, files: dict[str, str]) -> None:
+    """Files as huggingface_hub lays them out in its cache (refs/main -> snapshots/<commit>/)."""
+    repo_dir = root / f"models--{repo.replace('/', '--')}"
+    (repo_dir / "refs").mkdir(parents=True, exist_ok=True)
+    (repo_dir / "refs" / "main").write_text("c0ffee")
+    snapshot = repo_dir / "snapshots" / "c0ffee"
+    snapshot.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (snapshot / name).write_text(text)
+
+
+def test_weights_check_wants_the_weights_not_the_config_plan_fetched(monkeypatch, tmp_path):
+    """`plan` with a hub id downloads config.json alone; offline, `train` must refuse that in one line."""
+    from budgetreason import online
+    from budgetreason.plan.architectures import require_weights_reachable
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    online.reset()
+    repo = "someone/planned-only"
+    _hub_cache(tmp_path, repo, {"config.json": "{}"})
+    with pytest.raises(BudgetError) as e:
+        require_weights_reachable(repo, cache_dir=tmp_path)
+    msg = str(e.value)
+    assert "\n" not in msg and "weights are not in the local cache" in msg and "HF_HUB_OFFLINE is set" in msg
+    index = {"weight_map": {"a.weight": "model-00001-of-00002.safetensors", "b.weight": "model-00002-of-00002.safetensors"}}
+    _hub_cache(tmp_path, repo, {"model.safetensors.index.json": json.dumps(index), "model-00001-of-00002.safetensors": "x"})
+    with pytest.raises(BudgetError, match="weights are not in the local cache"):
+        require_weights_reachable(repo, cache_dir=tmp_path)  # one shard of two
+    _hub_cache(tmp_path, repo, {"model-00002-of-00002.safetensors": "x"})
+    assert require_weights_reachable(repo, cache_dir=tmp_path) is None
+    _hub_cache(tmp_path, "someone/one-file", {"config.json": "{}", "model.safetensors": "x"})
+    assert require_weights_reachable("someone/one-file", cache_dir=tmp_path) is None
+    with pytest.raises(BudgetError, match="is not in the local cache"):
+        require_weights_reachable("someone/never-seen", cache_dir=tmp_path)
+    online.reset()
