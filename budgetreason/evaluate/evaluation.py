@@ -27,7 +27,7 @@ from budgetreason.evaluate.generation import SamplingSettings
 
 EVAL_FILE, COMPLETIONS_FILE, SETTINGS_FILE = "eval.json", "completions.jsonl", "eval_settings.json"
 #: What an evaluation folder resumes on; any difference starts afresh.
-RESUME_KEY = ("model", "adapter", "adapter_hash", "sampling", "limit", "protocol")
+RESUME_KEY = ("model", "adapter", "adapter_hash", "sampling", "limit", "protocol", "data", "problems")
 KS = (1, 8, 16)
 
 #: The papers' evaluation protocols. "source" names where each value comes from; "chosen" marks a
@@ -113,6 +113,16 @@ def adapter_hash(adapter: str | None) -> str | None:
     return h.hexdigest()
 
 
+def problems_fingerprint(problems) -> str:
+    """A hash of a benchmark's loaded problems (id, prompt, gold): another file, or a changed hub copy, differs."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    for p in problems:
+        h.update(json.dumps([p.id, p.prompt, p.gold], sort_keys=True, ensure_ascii=False).encode() + b"\n")
+    return h.hexdigest()
+
+
 def load_hf_policy(model_id: str, adapter: str | None, dtype: str | None = None):
     """Base model (+ the LoRA adapter) with transformers, for CPU evaluation and tests."""
     import torch
@@ -172,6 +182,25 @@ def _read_completions(path: Path) -> list[dict]:
         except json.JSONDecodeError:
             continue  # cut by a kill mid-write; that sample is generated again
     return rows
+
+
+def set_aside(folder: Path, names) -> str | None:
+    """Rename the `names` that exist in `folder` to ``<name>.old-<time>``; returns the suffix used.
+
+    One suffix for all of them, never one already taken: a second set-aside within the same second
+    gets ``.old-<time>-1`` (POSIX rename would otherwise replace the first one's files).
+    """
+    present = [n for n in names if (folder / n).exists()]
+    if not present:
+        return None
+    stamp, n = str(int(time.time())), 0
+    suffix = f".old-{stamp}"
+    while any((folder / f"{name}{suffix}").exists() for name in names):
+        n += 1
+        suffix = f".old-{stamp}-{n}"
+    for name in present:
+        (folder / name).rename(folder / f"{name}{suffix}")
+    return suffix
 
 
 def score(problems, samples_per_problem, benchmark: str) -> list[dict]:
@@ -308,23 +337,25 @@ def evaluate(model: str, *, adapter: str | None = None, benchmarks: list[str] | 
     out_dir.mkdir(parents=True, exist_ok=True)
     wanted = {"model": model, "adapter": adapter_path, "adapter_hash": adapter_hash(adapter_path),
               "sampling": asdict(settings), "limit": limit, "protocol": protocol,
+              "data": {b: str(Path(data[b]).expanduser().resolve()) for b in benchmarks if data.get(b)} or None,
+              "problems": {b: problems_fingerprint(probs) for b, probs in problems.items()},
               "label": label or (f"{model} + {Path(adapter).name}" if adapter else model)}
     settings_file = out_dir / SETTINGS_FILE
     if settings_file.is_file() and not overwrite:
-        # The resume key: model, adapter (path and content), sampling, limit and protocol. Completions made
+        # The resume key: model, adapter (path and content), sampling, limit, protocol, the --data paths and
+        # a fingerprint of each benchmark's problems (so another file or hub copy is not answered with old texts). Completions made
         # under another key are another evaluation's: they are set aside, never mixed in nor deleted.
         have = json.loads(settings_file.read_text())
         changed = [k for k in RESUME_KEY if have.get(k) != wanted[k]]
         if changed:
             overwrite = True
             if console is not None:
-                what = "the adapter's weights" if changed == ["adapter_hash"] else ", ".join(changed)
+                names = {"adapter_hash": "adapter weights", "problems": "problems"}
+                what = ", ".join(names.get(k, k) for k in changed)
                 console.print(f"{out_dir} was evaluated with other {what}; starting afresh "
                               "(the old files are kept beside, renamed .old-<time>)", highlight=False)
     if overwrite:
-        for f in (COMPLETIONS_FILE, EVAL_FILE, SETTINGS_FILE):
-            if (out_dir / f).exists():
-                (out_dir / f).rename(out_dir / f"{f}.old-{int(time.time())}")
+        set_aside(out_dir, (COMPLETIONS_FILE, EVAL_FILE, SETTINGS_FILE))
     settings_file.write_text(json.dumps(wanted, indent=2))
 
     comp_file = out_dir / COMPLETIONS_FILE

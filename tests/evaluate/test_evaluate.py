@@ -232,3 +232,72 @@ def test_default_completion_length_follows_the_context_with_a_warning_and_progre
     text = buf.getvalue()
     assert "--max-tokens 512, not the protocol's 3584" in text and "context is 1024 tokens" in text
     assert "arith: 3/3 problems" in text  # outside a terminal: a line per chunk with the count (and the ETA)
+
+
+def test_another_data_file_with_the_same_ids_starts_afresh(tmp_path):
+    """Review #1: the resume key holds the --data path and a fingerprint of each benchmark's problems."""
+    import io
+
+    from rich.console import Console
+
+    from budgetreason.evaluate.evaluation import problems_fingerprint
+
+    a = write_jsonl(tmp_path / "a.jsonl", [{"id": f"p{i}", "problem": f"What is {i} + 1?", "answer": str(i + 1)}
+                                           for i in range(3)])
+    b = write_jsonl(tmp_path / "b.jsonl", [{"id": f"p{i}", "problem": f"What is {i} + 5?", "answer": str(i + 5)}
+                                           for i in range(3)])
+    out = tmp_path / "ev"
+    common = dict(benchmarks="amc23", samples=1, temperature=0.0, max_tokens=8, backend="hf", output=out)
+    evaluate("tiny-arith", data=a, **common)
+    first = (out / "completions.jsonl").read_text()
+    settings = json.loads((out / "eval_settings.json").read_text())
+    assert settings["data"] == {"amc23": str((tmp_path / "a.jsonl").resolve())}
+    assert settings["problems"] == {"amc23": problems_fingerprint(load_problems("amc23", data=a))}
+    buf = io.StringIO()
+    evaluate("tiny-arith", data=b, console=Console(file=buf, width=200), **common)
+    assert "was evaluated with other data, problems; starting afresh" in buf.getvalue()
+    aside = [p for p in out.iterdir() if p.name.startswith("completions.jsonl.old-")]
+    assert len(aside) == 1 and aside[0].read_text() == first
+    # the same path with other contents (a hub copy that changed) differs too: only the fingerprint tells
+    write_jsonl(tmp_path / "b.jsonl", [{"id": f"p{i}", "problem": f"What is {i} + 6?", "answer": str(i + 6)}
+                                       for i in range(3)])
+    buf = io.StringIO()
+    evaluate("tiny-arith", data=b, console=Console(file=buf, width=200), **common)
+    assert "was evaluated with other problems; starting afresh" in buf.getvalue()
+    prompts = {json.loads(line)["problem_id"] for line in (out / "completions.jsonl").read_text().splitlines()}
+    assert prompts == {"p0", "p1", "p2"}
+    assert json.loads((out / "eval_settings.json").read_text())["problems"]["amc23"] == \
+        problems_fingerprint(load_problems("amc23", data=b))
+
+
+def test_set_aside_twice_in_one_second_keeps_both(tmp_path, monkeypatch):
+    """Review #13: a second set-aside in the same second must not replace the first one's files."""
+    import time
+
+    from budgetreason.evaluate.evaluation import set_aside
+
+    monkeypatch.setattr(time, "time", lambda: 1_700_000_000.5)
+    for text in ("first", "second", "third"):
+        (tmp_path / "completions.jsonl").write_text(text)
+        (tmp_path / "eval.json").write_text(text)
+        set_aside(tmp_path, ("completions.jsonl", "eval.json", "eval_settings.json"))
+    kept = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    assert kept == {"completions.jsonl.old-1700000000": "first", "eval.json.old-1700000000": "first",
+                    "completions.jsonl.old-1700000000-1": "second", "eval.json.old-1700000000-1": "second",
+                    "completions.jsonl.old-1700000000-2": "third", "eval.json.old-1700000000-2": "third"}
+
+
+def test_evaluate_twice_in_one_second_keeps_the_first_set_aside(tmp_path, monkeypatch):
+    """Review #13 through evaluate(): two changes of settings in one second lose no completions."""
+    import time
+
+    monkeypatch.setattr(time, "time", lambda: 1_700_000_000.5)
+    out = tmp_path / "ev"
+    common = dict(benchmarks="arith", temperature=1.0, top_p=1.0, max_tokens=8, limit=2, backend="hf", output=out)
+    texts = []
+    for n in (1, 2, 3):
+        evaluate("tiny-arith", samples=n, **common)
+        texts.append((out / "completions.jsonl").read_text())
+    aside = sorted(p.name for p in out.iterdir() if p.name.startswith("completions.jsonl.old-"))
+    assert aside == ["completions.jsonl.old-1700000000", "completions.jsonl.old-1700000000-1"]
+    assert [(out / n).read_text() for n in aside] == texts[:2]
