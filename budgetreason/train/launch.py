@@ -50,6 +50,9 @@ class LaunchPlan:
     server_env: dict[str, str]
     trainer_env: dict[str, str]
     health_url: str
+    #: Where `prepare` ran: launch.sh starts with a cd here, so the config's relative inputs (a --data file,
+    #: a module:function reward, a model folder) resolve as they did, whatever folder a scheduler starts in.
+    workdir: Path = field(default_factory=Path.cwd)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -87,6 +90,7 @@ class LaunchPlan:
             f"{self.layout.trainer_gpus} train ({_distributed(self.layout)}).",
             "# Start the server, wait until its /health answers, then start the trainers; stop the server after.",
             "set -euo pipefail",
+            f"cd {shlex.quote(str(self.workdir))}  # where the launch was prepared: relative inputs resolve from here",
             f"{server} &",
             "SERVER=$!",
             "trap 'kill $SERVER 2>/dev/null || true' EXIT",
@@ -223,8 +227,13 @@ def prepare(gpus: int, config: RunConfig | dict | str | None = None, *, port: in
         resolved = dataclasses.replace(resolved, generation="vllm")
     if resolved.output is None:
         resolved.output = str(Path("runs") / f"{slug(resolved.model)}-{slug(dataset)}-r{resolved.lora_rank}-s{resolved.seed}")
+    # Absolute paths: the commands are run by hand or by a scheduler, from $HOME or a spool folder.
+    resolved.output = str(Path(resolved.output).resolve())
+    for name in ("data_path", "val_data"):  # always local files (hub data goes through --dataset)
+        if getattr(resolved, name):
+            setattr(resolved, name, str(Path(getattr(resolved, name)).resolve()))
     out = Path(resolved.output)
-    ldir = Path(launch_dir) if launch_dir else out.with_name(out.name + ".launch")
+    ldir = (Path(launch_dir) if launch_dir else out.with_name(out.name + ".launch")).resolve()
     server_gpus = ",".join(str(i) for i in range(layout.server_gpus))
     trainer_gpus = ",".join(str(i) for i in range(layout.server_gpus, layout.num_gpus))
     trainer = ["accelerate", "launch", "--config_file", str(ldir / "accelerate.yaml"),

@@ -91,6 +91,78 @@ def test_dry_run_8b_on_four_a40_writes_a_deepspeed_config(tmp_path):
     assert args.generation_batch_size * layout["trainer_gpus"] == layout["completions_per_step"]
 
 
+def _recording_stub(bin_dir, name: str, record, serve: bool = False):
+    """An executable `name` on PATH that records its argv, cwd and what its path arguments point at.
+
+    The `trl` stand-in then answers /health on its --port as `trl vllm-serve` does once ready.
+    """
+    import json
+
+    code = textwrap.dedent(f"""
+        import http.server, json, os, sys
+        args = sys.argv[1:]
+        seen = {{"argv": args, "cwd": os.getcwd(), "pid": os.getpid(), "gpus": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                "files": {{a: os.path.isfile(a) for a in args if a.endswith((".yaml", ".jsonl"))}}}}
+        for a in args:
+            if a.endswith("config.yaml") and os.path.isfile(a):
+                import yaml
+                cfg = yaml.safe_load(open(a))
+                seen["output"] = os.path.abspath(cfg["output"])
+                seen["data_path"] = os.path.abspath(cfg["data_path"])
+                seen["data_exists"] = os.path.isfile(cfg["data_path"])
+        open({str(record)!r}, "w").write(json.dumps(seen))
+        if {serve!r}:
+            class H(http.server.BaseHTTPRequestHandler):
+                def do_GET(self):
+                    self.send_response(200 if self.path == "/health" else 404); self.end_headers()
+                def log_message(self, *a): pass
+            http.server.HTTPServer(("127.0.0.1", int(args[args.index("--port") + 1])), H).serve_forever()
+    """)
+    path = bin_dir / name
+    path.write_text(f"#!{sys.executable}\n{code}")
+    path.chmod(0o755)
+    return lambda: json.loads(record.read_text())
+
+
+def test_dry_run_launch_sh_runs_from_any_working_directory(tmp_path):
+    """A scheduler starts launch.sh from $HOME or a spool folder: every path it hands on must still resolve."""
+    import os
+    import subprocess
+
+    project, elsewhere, bin_dir = tmp_path / "project", tmp_path / "spool", tmp_path / "bin"
+    for d in (project / "data", elsewhere, bin_dir):
+        d.mkdir(parents=True)
+    (project / "data" / "open-rs.jsonl").write_text('{"problem": "1+1?", "solution": "2"}\n')
+    port = _free_port()
+    r = run_cli("train", "--gpus", "2", "--gpu", "l40s", "--config", "tina-open-rs2", "--data", "data/open-rs.jsonl",
+                "--port", str(port), "--dry-run", cwd=project)  # default output: a relative runs/...
+    assert r.returncode == 0, r.stderr
+    script = next(project.glob("runs/*.launch/launch.sh"))
+    server = _recording_stub(bin_dir, "trl", tmp_path / "trl.json", serve=True)
+    trainer = _recording_stub(bin_dir, "accelerate", tmp_path / "accelerate.json")
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    try:
+        done = subprocess.run(["bash", str(script)], cwd=elsewhere, env=env, capture_output=True, text=True,
+                              timeout=120)
+    finally:
+        if (tmp_path / "trl.json").exists():  # launch.sh's trap stops it; make sure nothing outlives the test
+            try:
+                os.kill(server()["pid"], 9)
+            except ProcessLookupError:
+                pass
+    assert done.returncode == 0, done.stderr
+    assert server()["argv"][:1] == ["vllm-serve"] and server()["gpus"] == "0"
+    rec = trainer()
+    assert rec["gpus"] == "1" and rec["argv"][:3] == ["launch", "--config_file", str(script.parent / "accelerate.yaml")]
+    assert rec["argv"][-1] == str(script.parent / "config.yaml")
+    assert rec["cwd"] == str(project) == server()["cwd"]  # module:function rewards import from here, as planned
+    assert rec["files"] and all(rec["files"].values()), rec  # accelerate.yaml and config.yaml found
+    run_dir = project / "runs" / script.parent.name.removesuffix(".launch")
+    assert rec["output"] == str(run_dir)  # the run folder beside its launch folder, not under the spool
+    assert rec["data_exists"] and rec["data_path"] == str(project / "data" / "open-rs.jsonl")
+    assert not (elsewhere / "runs").exists()
+
+
 def test_the_same_command_writes_the_same_launch_so_a_rerun_resumes(tmp_path):
     a = prepare(2, "tina-open-rs2", gpu="l40s", output=str(tmp_path / "r"))
     b = prepare(2, "tina-open-rs2", gpu="l40s", output=str(tmp_path / "r"))
