@@ -6,7 +6,7 @@ as on one GPU): ``accelerate.yaml`` in the schema of TRL's shipped accelerate co
 ``config.yaml`` (the resolved run configuration every training process reads) and
 ``launch.sh`` with the exact commands. ``supervise`` runs them: the server on the first G
 GPUs, a wait on its ``/health`` endpoint (TRL's VLLMClient polls the same one), the trainers
-on the others, and both stopped when either ends or on Ctrl-C. Re-running the same command
+on the others, and both stopped when either ends, on Ctrl-C, or on SIGTERM/SIGHUP. Re-running the same command
 resumes: the trainers call ``budgetreason.train`` on the same run folder.
 """
 
@@ -277,35 +277,74 @@ def stop(proc: subprocess.Popen | None, grace_s: float = STOP_GRACE_S) -> None:
         pass
 
 
+class Signalled(Exception):
+    """SIGTERM or SIGHUP reached the supervisor (a scheduler's stop, a closed terminal)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_once(signum, frame):
+    # Further SIGTERM/SIGHUP while stopping are ignored: a scheduler may repeat its signal, and the
+    # trainers' save must not be cut short by the supervisor's own stop (SIGKILL follows the grace anyway).
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    raise Signalled(signum)
+
+
 def supervise(server_cmd: list[str], trainer_cmd: list[str], *, server_env: dict, trainer_env: dict,
               health_url: str, log_dir: Path, start_timeout_s: float = SERVER_START_TIMEOUT_S,
               grace_s: float = STOP_GRACE_S, poll_s: float = 2.0) -> int:
-    """Server first, trainers once it is healthy; both stopped when the trainers end, fail, or on Ctrl-C.
+    """Server first, trainers once it is healthy; both stopped when the trainers end, fail, or on a signal.
 
-    Returns the trainers' exit code. The server's output goes to log_dir/server.log; the trainers
-    keep the terminal (their progress bar). Ctrl-C reaches the trainers' process group as SIGINT,
-    so budgetreason's GracefulStop saves a checkpoint before they exit.
+    Returns the trainers' exit code, or 128 + the signal's number after SIGTERM/SIGHUP. The server's
+    output goes to log_dir/server.log; the trainers keep the terminal (their progress bar). Both run in
+    their own sessions, so a signal to the supervisor never reaches them by itself: Ctrl-C is passed on
+    to the trainers' process group as SIGINT, SIGTERM and SIGHUP as SIGTERM, so budgetreason's
+    GracefulStop saves before they exit; then both groups are stopped (SIGTERM, SIGKILL after `grace_s`).
     """
+    import threading
+
     log_dir.mkdir(parents=True, exist_ok=True)
     server = trainer = None
-    with open(log_dir / "server.log", "ab") as log:
-        try:
-            server = subprocess.Popen(server_cmd, env={**os.environ, **server_env}, stdout=log,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
-            wait_healthy(health_url, server, start_timeout_s, poll_s)
-            trainer = subprocess.Popen(trainer_cmd, env={**os.environ, **trainer_env}, start_new_session=True)
+    old = {}
+    if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread only
+        old = {sig: signal.signal(sig, _raise_once) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        with open(log_dir / "server.log", "ab") as log:
             try:
-                return trainer.wait()
-            except KeyboardInterrupt:
-                os.killpg(trainer.pid, signal.SIGINT)
+                server = subprocess.Popen(server_cmd, env={**os.environ, **server_env}, stdout=log,
+                                          stderr=subprocess.STDOUT, start_new_session=True)
+                wait_healthy(health_url, server, start_timeout_s, poll_s)
+                trainer = subprocess.Popen(trainer_cmd, env={**os.environ, **trainer_env}, start_new_session=True)
                 try:
-                    trainer.wait(timeout=grace_s)
-                except subprocess.TimeoutExpired:
-                    pass
-                raise
-        finally:
-            stop(trainer, grace_s)
-            stop(server, grace_s)
+                    return trainer.wait()
+                except (KeyboardInterrupt, Signalled) as e:
+                    _forward(trainer, signal.SIGINT if isinstance(e, KeyboardInterrupt) else signal.SIGTERM, grace_s)
+                    raise
+            finally:
+                if old:  # stopping now: a late SIGTERM/SIGHUP must not cut the stop of the other group short
+                    for sig in old:
+                        signal.signal(sig, signal.SIG_IGN)
+                try:
+                    stop(trainer, grace_s)
+                finally:
+                    stop(server, grace_s)
+    except Signalled as e:
+        return 128 + e.signum
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _forward(proc: subprocess.Popen, sig: int, grace_s: float) -> None:
+    """Pass `sig` to the process group and give it `grace_s` to save and exit."""
+    try:
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout=grace_s)
+    except (subprocess.TimeoutExpired, ProcessLookupError):
+        pass
 
 
 def run(plan: LaunchPlan) -> int:

@@ -250,6 +250,74 @@ def test_supervise_gives_up_on_a_server_that_never_answers(tmp_path):
     assert _gone(tmp_path / "server.pid")
 
 
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_supervisor_signalled_stops_the_server_and_lets_the_trainers_save(tmp_path, signame):
+    """A scheduler's SIGTERM (or a closed terminal's SIGHUP) to the supervisor: the trainers get SIGTERM
+    (GracefulStop saves), then both process groups are stopped; nothing keeps holding a GPU."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import ROOT
+
+    port = _free_port()
+    ready, saved = tmp_path / "trainer.pid", tmp_path / "trainer.txt"
+    trainer = [sys.executable, "-c", textwrap.dedent(f"""
+        import os, signal, sys, time
+        def save(signum, frame):  # what GracefulStop does: finish the step, save, exit
+            open({str(saved)!r}, "w").write(signal.Signals(signum).name)
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, save)
+        open({str(ready)!r} + ".tmp", "w").write(str(os.getpid()))
+        os.replace({str(ready)!r} + ".tmp", {str(ready)!r})  # the handler is in place once this file is
+        while True:
+            time.sleep(0.1)
+    """)]
+    supervisor = textwrap.dedent("""
+        import json, pathlib, sys
+        from budgetreason.train.launch import supervise
+        server, trainer, url, log = json.loads(sys.argv[1])
+        sys.exit(supervise(server, trainer, server_env={}, trainer_env={}, health_url=url,
+                           log_dir=pathlib.Path(log), start_timeout_s=60, grace_s=30, poll_s=0.2))
+    """)
+    spec = json.dumps([_server(tmp_path, port), trainer, f"http://127.0.0.1:{port}/health", str(tmp_path / "launch")])
+    proc = subprocess.Popen([sys.executable, "-c", supervisor, spec], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                            stderr=subprocess.PIPE, text=True)
+    pids = []
+    try:
+        while not ready.exists() and proc.poll() is None:  # the trainers start once the server is healthy
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.stderr.read()
+        pids = [int(ready.read_text()), int((tmp_path / "server.pid").read_text())]
+        proc.send_signal(getattr(signal, signame))
+        rc = proc.wait(timeout=120)
+        assert saved.exists() and saved.read_text() == "SIGTERM"  # forwarded, so the run saved
+        assert rc == 128 + getattr(signal, signame), proc.stderr.read()
+        deadline = time.monotonic() + 30  # reaped by init: give the kernel a moment
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in pids)  # neither the server nor the trainers outlive it
+    finally:
+        proc.kill()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 @pytest.mark.gpu
 def test_two_gpu_launch_trains_two_steps(tmp_path):
     """On a machine with two CUDA GPUs and the model cached: a real server + trainer run."""
