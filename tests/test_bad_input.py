@@ -20,7 +20,9 @@ import yaml
 from tests.conftest import run_cli
 
 #: The hub cannot be reached: a closed port on this machine refuses the connection at once.
-UNREACHABLE = {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"}
+#: Proxy variables are emptied: behind a proxy the probe asks the proxy, not the endpoint.
+UNREACHABLE = {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9",
+               **{f"{scheme}_PROXY": "" for scheme in ("HTTPS", "HTTP", "ALL", "https", "http", "all")}}
 OFFLINE_BUDGET_S = 2.0
 
 
@@ -150,18 +152,88 @@ def test_offline_variable_needs_no_probe(paths):
     _assert_one_line(r, "HF_HUB_OFFLINE is set")
 
 
-def test_probe_answers_once_and_switches_to_offline(monkeypatch):
-    from budgetreason import online as hub
+PROXY_VARIABLES = [f"{scheme}_proxy" for scheme in ("https", "http", "all")]
+PROXY_VARIABLES += [v.upper() for v in PROXY_VARIABLES] + ["no_proxy", "NO_PROXY"]
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """budgetreason.online with the hub probe's inputs under the test's control (no proxy, not offline)."""
+    from budgetreason import online
+
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "0")
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    hub.reset()
-    try:
-        assert hub.offline_reason() == "offline: 127.0.0.1 cannot be reached"
-        import os
+    online.reset()
+    yield online
+    online.reset()
 
-        assert os.environ["HF_HUB_OFFLINE"] == "1"
-        monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:10")
-        assert hub.offline_reason() == "offline: 127.0.0.1 cannot be reached"  # asked once per process
-    finally:
-        hub.reset()
+
+@pytest.fixture
+def listener():
+    """A real TCP port on this machine that accepts connections (the kernel completes the handshake)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        yield s.getsockname()[1]
+
+
+def test_probe_answers_once_and_switches_to_offline(hub, monkeypatch):
+    import os
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    assert hub.offline_reason(now=0.0) == "offline: 127.0.0.1 cannot be reached; the hub is probed again after 60 s"
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:10")
+    assert hub.offline_reason(now=59.0).startswith("offline: 127.0.0.1 cannot be reached")  # once within a minute
+
+
+def test_offline_answer_is_probed_again_after_a_minute(hub, monkeypatch, listener):
+    """A notebook kernel that saw one blip goes back online when the hub answers again, and says so."""
+    import os
+
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    assert hub.offline_reason(now=1000.0).endswith("probed again after 60 s")
+    assert (os.environ["HF_HUB_OFFLINE"], huggingface_hub.constants.HF_HUB_OFFLINE) == ("1", True)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{listener}")  # the hub answers again
+    assert hub.offline_reason(now=1030.0) is not None  # still within the minute: the old answer
+    assert hub.offline_reason(now=1061.0) is None
+    assert (os.environ["HF_HUB_OFFLINE"], os.environ["HF_DATASETS_OFFLINE"]) == ("0", "0")  # the user's values back
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is False
+
+
+def test_offline_set_by_the_user_is_never_undone(hub, monkeypatch, listener):
+    import os
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{listener}")  # reachable, yet the user said offline
+    for now in (0.0, 61.0, 3600.0):
+        assert hub.offline_reason(now=now) == "offline: HF_HUB_OFFLINE is set"
+    hub.reset()
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "https_proxy", "ALL_PROXY"])
+def test_behind_a_proxy_the_proxy_is_probed_not_the_hub(hub, monkeypatch, listener, variable):
+    """The hub host itself cannot be reached directly (closed port), as on a cluster that reaches it only through
+    a proxy: with the proxy up the process stays online; with the proxy down it is offline, saying which."""
+    import os
+
+    monkeypatch.setenv("HF_ENDPOINT", "https://127.0.0.1:9")
+    monkeypatch.setenv(variable, f"http://127.0.0.1:{listener}")
+    assert hub.offline_reason(now=0.0) is None
+    assert os.environ["HF_HUB_OFFLINE"] == "0"
+    monkeypatch.setenv(variable, "http://127.0.0.1:9")
+    assert hub.offline_reason(now=61.0) == ("offline: the proxy 127.0.0.1:9 cannot be reached; "
+                                            "the hub is probed again after 60 s")
+
+
+def test_a_proxy_for_another_scheme_leaves_the_decision_to_huggingface_hub(hub, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "https://127.0.0.1:9")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # set, but not the one an https endpoint would use
+    assert hub.offline_reason(now=0.0) is None
