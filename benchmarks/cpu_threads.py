@@ -51,7 +51,11 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", default="1,2,auto", help="comma list; auto = budgetreason's choice")
     args = ap.parse_args()
-    print(f"{os.cpu_count()} CPUs, load average before: {os.getloadavg()[0]:.1f}, {time.strftime('%Y-%m-%d %H:%M')}")
+    from budgetreason.models.backends.hf import cgroup_cpus, cpu_threads
+
+    print(f"{os.cpu_count()} CPUs ({len(os.sched_getaffinity(0))} in this process's affinity, cgroup quota "
+          f"{cgroup_cpus() or 'none'}), load average before: {os.getloadavg()[0]:.1f}, "
+          f"budgetreason's choice now: {cpu_threads()}, {time.strftime('%Y-%m-%d %H:%M')}")
     print("\n| busy processes beside | threads | torch threads used | median s | min s |\n|---|---|---|---|---|")
     for load in args.load or [0]:
         busy = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(load)]

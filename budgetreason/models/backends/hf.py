@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from budgetreason.errors import BudgetError
 from budgetreason.models.backends import Loaded, model_path, quiet_progress_bars
 
@@ -9,18 +11,86 @@ from budgetreason.models.backends import Loaded, model_path, quiet_progress_bars
 THREADS_ENV = "BUDGETREASON_THREADS"
 
 
-def cpu_threads(cpus: int | None = None, load: float | None = None) -> int:
+CGROUP_ROOT = "/sys/fs/cgroup"
+SELF_CGROUP = "/proc/self/cgroup"
+
+
+def cgroup_cpus(root: str | Path = CGROUP_ROOT, self_cgroup: str | Path = SELF_CGROUP) -> float | None:
+    """Cores the cgroup CPU quota allows this process (quota / period), or None when nothing limits it.
+
+    cgroup v2: ``cpu.max`` ("max 100000" or "400000 100000") in the process's cgroup and each parent
+    up to the mount; v1: ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` (-1: no limit). Inside a
+    container the mount is the container's own cgroup, so a path from /proc/self/cgroup that is not
+    under it falls back to the mount itself. The tightest limit wins.
+    """
+    root = Path(root)
+    try:
+        lines = Path(self_cgroup).read_text().splitlines()
+    except OSError:
+        lines = []
+    paths = {}
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            for controller in parts[1].split(",") if parts[1] else [""]:
+                paths[controller] = parts[2].strip("/")
+
+    def chain(base: Path, rel: str) -> list[Path]:
+        here = base / rel if rel and (base / rel).is_dir() else base
+        return [d for d in [here, *here.parents] if d == base or base in d.parents]
+
+    def v2(d: Path) -> float | None:
+        quota, _, period = (d / "cpu.max").read_text().strip().partition(" ")
+        return None if quota == "max" else int(quota) / int(period or 100000)
+
+    def v1(d: Path) -> float | None:
+        quota = int((d / "cpu.cfs_quota_us").read_text())
+        return None if quota <= 0 else quota / int((d / "cpu.cfs_period_us").read_text())
+
+    limits = []
+    mounts = [(root, paths.get(""), v2)] + [(root / m, paths.get("cpu"), v1) for m in ("cpu", "cpu,cpuacct", "cpuacct,cpu")]
+    for base, rel, read in mounts:
+        if rel is None or not base.is_dir():
+            continue
+        for d in chain(base, rel):
+            try:
+                limit = read(d)
+            except (OSError, ValueError):
+                continue
+            if limit:
+                limits.append(limit)
+    return min(limits) if limits else None
+
+
+def threads_for(cores: int, host_cpus: int, load: float) -> int:
+    """The rule: all of `cores`, less the busy ones only when they are the whole machine the load measures.
+
+    The one-minute load average is machine-wide. When this process may use every core the kernel
+    has (a shared box, a VM: Colab), it says how many of them other processes hold. When it may use
+    fewer (a cpuset, a CPU quota: docker --cpus, CI runners), the load is the host's and says
+    nothing about this container's own cores, so it is not used.
+
+    >>> threads_for(2, 2, load=0.1), threads_for(2, 2, load=1.2), threads_for(16, 16, load=40.0)
+    (2, 1, 1)
+    >>> threads_for(16, 64, load=40.0)  # 16 of a 64-core host's cores: the host's load is not ours
+    16
+    """
+    if cores < host_cpus:
+        return max(1, cores)
+    return max(1, min(cores, int(cores - load + 0.5)))
+
+
+def cpu_threads(cpus: int | None = None, load: float | None = None, host_cpus: int | None = None,
+                cgroup_root: str | Path = CGROUP_ROOT, self_cgroup: str | Path = SELF_CGROUP) -> int:
     """torch's intra-op threads for a CPU run: the cores this process may use that are not already busy.
 
     torch starts one OpenMP thread per core, and OpenMP threads spin while they wait for each
     other; when other processes hold some of the cores, every matrix product waits for a thread
-    that is not running, and a run becomes many times slower. The one-minute load average
-    (other processes, as this one has not started working yet) says how many cores are busy.
+    that is not running, and a run becomes many times slower. The cores are the CPU affinity
+    (`cpus`) capped by the cgroup quota (cgroup_cpus, at least one); threads_for decides whether
+    the one-minute load average (`load`; the kernel's CPU count is `host_cpus`) applies to them.
     Verifier workers run between generation and the update, not during them, so they need no
-    cores of their own here.
-
-    >>> cpu_threads(cpus=2, load=0.1), cpu_threads(cpus=2, load=1.2), cpu_threads(cpus=16, load=40.0)
-    (2, 1, 1)
+    cores of their own here. Arguments left as None are read from this machine.
     """
     import os
 
@@ -29,12 +99,15 @@ def cpu_threads(cpus: int | None = None, load: float | None = None) -> int:
             cpus = len(os.sched_getaffinity(0))
         except (AttributeError, OSError):
             cpus = os.cpu_count() or 1
+    host_cpus = host_cpus or os.cpu_count() or cpus
+    quota = cgroup_cpus(cgroup_root, self_cgroup)
+    cores = min(cpus, max(1, int(quota))) if quota else cpus
     if load is None:
         try:
             load = os.getloadavg()[0]
         except OSError:
             load = 0.0
-    return max(1, min(cpus, int(cpus - load + 0.5)))
+    return threads_for(cores, host_cpus, load)
 
 
 def set_cpu_threads() -> int:
