@@ -9,8 +9,10 @@ Writes into the output folder:
 
 ``--protocol tina|micro-budget`` sets every sampling setting, the benchmarks and the reported
 k of one paper (``PROTOCOLS``, each value with its source); eval.json records the protocol. Without
-a protocol the defaults are the micro-budget protocol's, except that ``max_tokens`` (3584) is
-capped by what the model's context leaves for the completion (tiny-arith: 1024 − 512 = 512).
+a protocol the defaults are the micro-budget protocol's. A protocol's ``max_tokens`` (3584, Tina's
+32768) is capped by what the model's context leaves for the completion after 512 tokens of prompt
+(tiny-arith: 1024 − 512 = 512; Qwen2.5-Math: 3584, Tina's 4096 rule); eval.json's
+``completion_length`` records the cap. An explicit ``max_tokens`` that cannot fit is refused.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ PROTOCOLS: dict[str, dict] = {
             "ks": "Tina paper, Section 4.1: zero-shot pass@1",
             "temperature": "Tina scripts/eval/eval_post_train.sh (lighteval + vLLM generation_parameters)",
             "top_p": "Tina scripts/eval/eval_post_train.sh (lighteval + vLLM generation_parameters)",
-            "max_tokens": "Tina scripts/eval/eval_post_train.sh: max_new_tokens 32768 (4096 for Qwen2.5-Math)",
+            "max_tokens": "Tina scripts/eval/eval_post_train.sh: max_new_tokens 32768 (4096 for Qwen2.5-Math, its "
+                          "whole context); capped to what the model's context leaves after 512 tokens of prompt",
         },
     },
     "micro-budget": {
@@ -54,7 +57,8 @@ PROTOCOLS: dict[str, dict] = {
             "ks": "micro-budget paper, Table 1",
             "temperature": "chosen: the paper does not say; Tina's 0.6",
             "top_p": "chosen: the paper does not say; Tina's 0.95",
-            "max_tokens": "chosen: the paper does not say; its training completion length 3584",
+            "max_tokens": "chosen: the paper does not say; its training completion length 3584 (capped to what the "
+                          "model's context leaves after 512 tokens of prompt)",
         },
     },
 }
@@ -161,8 +165,10 @@ def _make_generator(model_id: str, adapter: str | None, backend: str, settings: 
 
         if not torch.cuda.is_available():
             raise BudgetError(f"--backend {backend} needs a CUDA GPU; use --backend hf on the CPU.")
+        from budgetreason.plan.architectures import resolve_model
+
         cls = VLLMGenerator if backend == "vllm" else UnslothGenerator
-        length = run_cfg.get("max_prompt_length", 1024) + settings.max_tokens
+        length = engine_length(resolve_model(model_id).max_context, settings.max_tokens, run_cfg.get("max_prompt_length"))
         return cls(model_path(model_id), adapter, length, lora_rank=run_cfg.get("lora_rank", 256), seed=settings.seed), backend
     if backend != "hf":
         raise BudgetError(f"--backend must be auto, vllm, unsloth or hf, got '{backend}'.")
@@ -254,14 +260,40 @@ PROMPT_ROOM = 512
 BACKENDS = ("auto", "vllm", "unsloth", "hf")
 
 
+def prompt_room(context: int) -> int:
+    """Tokens kept for the prompt: PROMPT_ROOM, or half of a shorter context."""
+    return min(PROMPT_ROOM, context // 2)
+
+
 def default_max_tokens(context: int, protocol: int = PROTOCOL_MAX_TOKENS) -> int:
-    """The protocol's completion length, or what the model's context leaves after PROMPT_ROOM tokens of prompt."""
-    return max(1, min(protocol, context - min(PROMPT_ROOM, context // 2)))
+    """The protocol's completion length, or what the model's context leaves after PROMPT_ROOM tokens of prompt.
+
+    Tina's rule (32768 new tokens, 4096 for Qwen2.5-Math, whose context is 4096) is this cap:
+
+    >>> default_max_tokens(131072, 32768), default_max_tokens(4096, 32768), default_max_tokens(1024)
+    (32768, 3584, 512)
+    """
+    return max(1, min(protocol, context - prompt_room(context)))
+
+
+def engine_length(context: int, max_tokens: int, prompt_length: int | None = None) -> int:
+    """The engine's max_model_len: room for the prompt (the run's max_prompt_length, else :func:`prompt_room`)
+    plus the completion, never more than the model's context (vLLM refuses a longer one).
+
+    >>> engine_length(4096, 3584), engine_length(4096, 3584, prompt_length=1024), engine_length(32768, 3584, 512)
+    (4096, 4096, 4096)
+    """
+    return min(context, (prompt_length or prompt_room(context)) + max_tokens)
 
 
 def check_arguments(model: str, benchmarks: list[str], samples: int, max_tokens: int | None, temperature: float,
-                    top_p: float, limit: int | None, backend: str, output: str | Path | None) -> tuple[int, str | None]:
-    """Every argument of `evaluate`, before any model or data loads; returns the completion length and a warning."""
+                    top_p: float, limit: int | None, backend: str, output: str | Path | None,
+                    protocol_max_tokens: int = PROTOCOL_MAX_TOKENS) -> tuple[int, str | None]:
+    """Every argument of `evaluate`, before any model or data loads; returns the completion length and a warning.
+
+    `max_tokens` None takes `protocol_max_tokens` capped to what the model's context leaves (a warning
+    says so); an explicit `max_tokens` that leaves no room for the prompt is refused.
+    """
     from budgetreason.checks import at_least, output_folder
     from budgetreason.evaluate.benchmarks import get
     from budgetreason.plan.architectures import resolve_model
@@ -286,13 +318,14 @@ def check_arguments(model: str, benchmarks: list[str], samples: int, max_tokens:
         output_folder(output)
     context = resolve_model(model).max_context
     if max_tokens is None:
-        fit = default_max_tokens(context)
-        note = None if fit == PROTOCOL_MAX_TOKENS else (
-            f"--max-tokens {fit}, not the protocol's {PROTOCOL_MAX_TOKENS}: {model}'s context is {context} tokens.")
+        fit = default_max_tokens(context, protocol_max_tokens)
+        note = None if fit == protocol_max_tokens else (
+            f"--max-tokens {fit}, not the protocol's {protocol_max_tokens}: {model}'s context is {context} tokens.")
         return fit, note
-    if max_tokens > context - min(PROMPT_ROOM, context // 2):
-        return max_tokens, (f"--max-tokens {max_tokens} leaves little or no room for the prompt in {model}'s context "
-                            f"of {context} tokens; long completions will be cut.")
+    room = context - prompt_room(context)
+    if max_tokens > room:
+        raise BudgetError(f"--max-tokens {max_tokens} does not fit {model}'s context of {context} tokens with "
+                          f"{prompt_room(context)} left for the prompt; use --max-tokens {room} or less, or leave it out.")
     return max_tokens, None
 
 
@@ -305,7 +338,8 @@ def evaluate(model: str, *, adapter: str | None = None, benchmarks: list[str] | 
 
     `adapter` takes a run folder, a checkpoint or an adapter folder. `data` maps benchmark
     names to local copies (a single path applies to a single benchmark). `max_tokens` None
-    means the protocol's 3584, or less when the model's context is shorter (with a warning).
+    means the protocol's 3584, or less when the model's context is shorter (with a warning); an
+    explicit one that leaves the prompt less than 512 tokens of the context is refused.
     Re-running with the same settings and output resumes; other settings (or a retrained adapter)
     start afresh there, the old files renamed ``.old-<time>`` beside them.
     """
@@ -317,12 +351,13 @@ def evaluate(model: str, *, adapter: str | None = None, benchmarks: list[str] | 
             raise BudgetError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got '{protocol}'.")
         p = PROTOCOLS[protocol]
         benchmarks, samples, ks = list(p["benchmarks"]), p["samples"], tuple(p["ks"])
-        temperature, top_p, max_tokens = p["temperature"], p["top_p"], p["max_tokens"]
+        temperature, top_p, max_tokens = p["temperature"], p["top_p"], None  # p["max_tokens"], capped below
     if isinstance(benchmarks, str):
         benchmarks = [b.strip() for b in benchmarks.split(",") if b.strip()]
     model = canonical_model_id(model)
+    asked = max_tokens or (PROTOCOLS[protocol]["max_tokens"] if protocol else PROTOCOL_MAX_TOKENS)
     max_tokens, note = check_arguments(model, list(benchmarks), samples, max_tokens, temperature, top_p, limit, backend,
-                                       output)
+                                       output, protocol_max_tokens=asked)
     adapter_path, run_cfg = adapter_dir(adapter)
     if isinstance(data, str):
         if len(benchmarks) != 1:
@@ -389,9 +424,21 @@ def evaluate(model: str, *, adapter: str | None = None, benchmarks: list[str] | 
         "protocol": {"name": protocol, **asdict(settings), "benchmarks": list(benchmarks), "ks": list(ks),
                      "prompt": "chat template with budgetreason.data.datasets.SYSTEM_PROMPT, zero-shot",
                      "source": PROTOCOLS[protocol]["source"] if protocol else None},
+        "completion_length": completion_length(model, asked, max_tokens, run_cfg),
         "benchmarks": summarize(records, ks=ks)}
     (out_dir / EVAL_FILE).write_text(json.dumps(result, indent=2))
     return result
+
+
+def completion_length(model: str, asked: int, max_tokens: int, run_cfg: dict) -> dict:
+    """How the completion length was set, for eval.json: asked (the protocol's or --max-tokens), the model's
+    context, the prompt room, the length used, whether the context capped it, and the engine's length."""
+    from budgetreason.plan.architectures import resolve_model
+
+    context = resolve_model(model).max_context
+    return {"asked": asked, "model_context": context, "prompt_room": prompt_room(context), "max_tokens": max_tokens,
+            "capped": max_tokens < asked,
+            "engine_max_model_len": engine_length(context, max_tokens, run_cfg.get("max_prompt_length"))}
 
 
 @contextmanager

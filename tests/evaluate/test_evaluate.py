@@ -301,3 +301,49 @@ def test_evaluate_twice_in_one_second_keeps_the_first_set_aside(tmp_path, monkey
     aside = sorted(p.name for p in out.iterdir() if p.name.startswith("completions.jsonl.old-"))
     assert aside == ["completions.jsonl.old-1700000000", "completions.jsonl.old-1700000000-1"]
     assert [(out / n).read_text() for n in aside] == texts[:2]
+
+
+class _EngineStub:
+    """Stands in for vLLM's engine (no GPU here): records the max_model_len it is built with."""
+
+    built: list = []
+
+    def __init__(self, model_path, adapter, max_model_len, **kwargs):
+        _EngineStub.built.append((model_path, max_model_len))
+
+
+@pytest.mark.parametrize(("model", "protocol", "max_tokens", "engine_len"), [
+    ("Qwen/Qwen2.5-Math-1.5B", "micro-budget", 3584, 4096),  # 512 of prompt + 3584, not 1024 + 3584
+    ("Qwen/Qwen2.5-Math-1.5B", "tina", 3584, 4096),  # Tina's 4096 rule: 32768 capped by the 4096 context
+    ("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "tina", 32768, 33280),
+    ("Qwen/Qwen2.5-1.5B-Instruct", "micro-budget", 3584, 4096),
+])
+def test_vllm_engine_length_follows_the_prompt_room_rule_capped_at_the_context(monkeypatch, model, protocol,
+                                                                              max_tokens, engine_len):
+    """Review #2: a baseline eval (no run config) sizes vLLM's max_model_len as check_arguments sized the completion."""
+    from budgetreason.evaluate import generation
+    from budgetreason.evaluate.evaluation import PROTOCOLS, _make_generator, check_arguments
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the GPU cannot exist here; vLLM neither
+    monkeypatch.setattr(generation, "VLLMGenerator", _EngineStub)
+    p = PROTOCOLS[protocol]
+    fit, _ = check_arguments(model, p["benchmarks"], p["samples"], None, p["temperature"], p["top_p"], None, "vllm",
+                             None, protocol_max_tokens=p["max_tokens"])
+    assert fit == max_tokens
+    _EngineStub.built.clear()
+    monkeypatch.setattr("budgetreason.online.offline_reason", lambda: None)  # no hub probe
+    _make_generator(model, None, "vllm", generation.SamplingSettings(max_tokens=fit), {})
+    assert _EngineStub.built == [(model, engine_len)]
+    from budgetreason.plan.architectures import resolve_model
+
+    assert engine_len <= resolve_model(model).max_context
+
+
+def test_a_completion_that_cannot_fit_the_context_is_one_line_exit_2(tmp_path):
+    """Review #2: --max-tokens beyond what the context leaves is refused before a model loads, not warned about."""
+    r = run_cli("eval", "--model", "tiny-arith", "--benchmarks", "arith", "--max-tokens", "1000", "--output",
+                str(tmp_path / "e"))
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert r.stderr.strip() == ("error: --max-tokens 1000 does not fit tiny-arith's context of 1024 tokens with 512 "
+                                "left for the prompt; use --max-tokens 512 or less, or leave it out.")
+    assert not (tmp_path / "e").exists()

@@ -116,7 +116,11 @@ def test_eval_protocol_tina_writes_its_settings_into_eval_json(tmp_path):
     result = json.loads((out / "eval.json").read_text())
     proto = result["protocol"]
     assert proto["name"] == "tina"
-    assert (proto["n"], proto["temperature"], proto["top_p"], proto["max_tokens"]) == (1, 0.6, 0.95, 32768)
+    # Tina's 32768 new tokens, capped to what tiny-arith's 1024-token context leaves (Tina: 4096 for Qwen2.5-Math)
+    assert (proto["n"], proto["temperature"], proto["top_p"], proto["max_tokens"]) == (1, 0.6, 0.95, 512)
+    assert result["completion_length"] == {"asked": 32768, "model_context": 1024, "prompt_room": 512,
+                                           "max_tokens": 512, "capped": True, "engine_max_model_len": 1024}
+    assert "--max-tokens 512, not the protocol's 32768: tiny-arith's context is 1024 tokens." in r.stderr
     assert proto["benchmarks"] == ["aime24", "aime25", "amc23", "math500", "gpqa-diamond", "minerva"]
     assert proto["ks"] == [1] and proto["source"] == PROTOCOLS["tina"]["source"]
     assert sorted(result["benchmarks"]) == sorted(SIX)
