@@ -421,7 +421,7 @@ class CosineScaledReward:
     def __repr__(self) -> str:
         return (f"make_cosine_scaled_reward({self.min_value_wrong}, {self.max_value_wrong}, "
                 f"{self.min_value_correct}, {self.max_value_correct}, max_len={self.max_len}, unit={self.unit!r}, "
-                f"whole={self.whole}, boxed_only={self.boxed_only})")
+                f"whole={self.whole}, boxed_only={self.boxed_only}, prompt_opens_think={self.prompt_opens_think})")
 
 
 def _lengths(unit: str, texts: list[str], completion_ids) -> list[int]:

@@ -6,7 +6,12 @@ spec string (CLI: ``--reward module:function``, repeatable, with ``--reward-weig
 - ``module:function`` imports ``module`` (the working directory is on the path) and takes its
   attribute ``function`` (dotted names reach into classes or factories' results);
 - ``path/to/file.py:function`` loads the file;
-- a bare name is one of budgetreason's rewards (``accuracy``, ``format``, ``tag_count``, ...).
+- a bare name is one of budgetreason's rewards (``accuracy``, ``format``, ``tag_count``, ...);
+- a call of one of budgetreason's reward factories with plain values,
+  ``make_cosine_scaled_reward(max_len=3584, min_value_wrong=0.0)``.
+
+A callable passed from Python is recorded in config.yaml as the spec that rebuilds it (see
+:func:`spec_of`); one that no spec rebuilds is refused, so a resumed run never trains another reward.
 
 The list replaces the ``--rewards`` preset, as TRL's ``reward_funcs`` does. Each one is checked at
 start on a sample batch built from the run's own dataset (two rows, two completions each: a
@@ -39,11 +44,92 @@ def callable_name(fn: Callable) -> str:
 
 
 def spec_of(fn: Callable) -> str:
-    """``module:qualname`` of a callable (recorded in config.yaml so a resumed run can import it again)."""
-    target = getattr(fn, "func", fn)  # functools.partial
-    if not (inspect.isfunction(target) or inspect.isbuiltin(target) or inspect.ismethod(target)):
-        target = type(target)  # a callable instance: its class
-    return f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', callable_name(fn))}"
+    """The spec config.yaml records for a reward object: one that :func:`load_reward` turns back into the
+    same reward, so ``--resume``, the CLI and ``export verl`` rebuild what the caller passed.
+
+    A module-level function gives ``module:qualname``; one of budgetreason's configured rewards gives its
+    factory call (``make_cosine_scaled_reward(..., max_len=3584, ...)``), so two parameterisations are two
+    runs; an object bound to a module-level name gives ``module:name``. Anything no spec rebuilds (a
+    lambda, a nested function, a functools.partial, an unbound instance, anything defined in ``__main__``)
+    is refused in one line.
+
+    >>> from budgetreason.rewards.functions import make_format_reward
+    >>> spec_of(make_format_reward(prompt_opens_think=True))
+    'make_format_reward(prompt_opens_think=True)'
+    """
+    for spec in _candidate_specs(fn):
+        if spec.startswith("__main__:"):
+            continue  # a script's or notebook's own namespace: `--resume` and verl's workers cannot import it
+        try:
+            rebuilt = load_reward(spec)
+        except BudgetError:
+            continue
+        if rebuilt is fn or (spec == repr(fn) and type(rebuilt) is type(fn) and vars(rebuilt) == vars(fn)):
+            return spec
+    raise BudgetError(f"reward {callable_name(fn)} cannot be recorded in config.yaml so that a resumed run, the CLI "
+                      f"or `export verl` rebuilds it ({_kind(fn)}); define it as a module-level function of a .py "
+                      "module and pass that, or pass its 'module:function' string.")
+
+
+def _candidate_specs(fn: Callable) -> list[str]:
+    """Specs that might name `fn`: its factory call, its module and qualname, module-level names bound to it."""
+    specs = []
+    if repr(fn).startswith("make_"):
+        specs.append(repr(fn))
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+    if isinstance(module, str) and isinstance(qualname, str) and "<" not in qualname:
+        specs.append(f"{module}:{qualname}")
+    for name in dict.fromkeys(m for m in (module, type(fn).__module__) if isinstance(m, str)):
+        loaded = sys.modules.get(name)
+        specs += [f"{name}:{attr}" for attr, value in list(vars(loaded).items()) if value is fn] if loaded else []
+    return specs
+
+
+def _kind(fn: Callable) -> str:
+    qualname = getattr(fn, "__qualname__", "")
+    if getattr(fn, "__module__", None) == "__main__":
+        return "defined in __main__: a script or notebook they cannot import"
+    if qualname.endswith("<lambda>"):
+        return "a lambda"
+    if "<locals>" in qualname:
+        return "defined inside a function"
+    if hasattr(fn, "func") and hasattr(fn, "args"):
+        return "a functools.partial"
+    if not (inspect.isfunction(fn) or inspect.isbuiltin(fn) or inspect.ismethod(fn)):
+        return f"an instance of {type(fn).__qualname__}"
+    return f"{getattr(fn, '__module__', '?')}:{qualname} does not import back as the same function"
+
+
+def _factory_call(spec: str) -> Callable:
+    """``make_cosine_scaled_reward(max_len=3584)``: one of budgetreason's reward factories called with plain
+    values (parsed with ``ast``; nothing is evaluated)."""
+    import ast
+
+    from budgetreason.rewards import functions as rewards
+
+    factories = sorted(n for n in vars(rewards) if n.startswith("make_") and callable(getattr(rewards, n)))
+    try:
+        node = ast.parse(spec.strip(), mode="eval").body
+    except SyntaxError:
+        node = None
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+        raise BudgetError(f"--reward {spec}: write module:function, a budgetreason reward name, or a factory call "
+                          "such as make_cosine_scaled_reward(max_len=3584).")
+    if node.func.id not in factories:
+        raise BudgetError(f"--reward {spec}: '{node.func.id}' is not a budgetreason reward factory "
+                          f"({', '.join(factories)}).")
+    try:
+        if any(k.arg is None for k in node.keywords):
+            raise ValueError("**")
+        args = [ast.literal_eval(a) for a in node.args]
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
+    except ValueError:
+        raise BudgetError(f"--reward {spec}: the arguments must be plain values (numbers, quoted text, True, False, "
+                          "None).") from None
+    try:
+        return getattr(rewards, node.func.id)(*args, **kwargs)
+    except (TypeError, ValueError) as e:
+        raise BudgetError(f"--reward {spec}: {_first_line(e)}.") from None
 
 
 def _import_module(name: str, spec: str):
@@ -76,6 +162,8 @@ def load_reward(spec: str) -> Callable:
     >>> load_reward("accuracy").__name__
     'accuracy'
     """
+    if ":" not in spec and "(" in spec:
+        return _factory_call(spec)
     if ":" not in spec:
         from budgetreason.rewards import functions as rewards
         fn = getattr(rewards, f"{spec}_reward", None) or getattr(rewards, spec, None)

@@ -53,6 +53,25 @@ def skips_all(completions, **kwargs):
     return [None for _ in completions]
 
 
+def too_few(completions, **kwargs):
+    return [1.0]
+
+
+class Brevity:
+    """A reward class of the user's own: an instance is recordable only when a module-level name holds it."""
+
+    __name__ = "brevity_obj"
+
+    def __init__(self, limit: int):
+        self.limit = limit
+
+    def __call__(self, completions, **kwargs):
+        return [1.0 if len(c[0]["content"] if isinstance(c, list) else c) < self.limit else 0.0 for c in completions]
+
+
+BREVITY_40 = Brevity(40)
+
+
 @pytest.fixture
 def rewards_dir(tmp_path):
     (tmp_path / "my_rewards.py").write_text(REWARDS_FILE)
@@ -121,6 +140,8 @@ def test_broken_python_reward_is_refused_before_the_model_loads(tmp_path, monkey
 
     monkeypatch.setattr(hf, "load", no_model)
     with pytest.raises(BudgetError, match="returned 1 values for 4 completions"):
+        train(model="tiny-arith", max_steps=1, output=str(tmp_path / "r"), rewards=[too_few])
+    with pytest.raises(BudgetError, match=r"cannot be recorded in config.yaml.*\(a lambda\)"):
         train(model="tiny-arith", max_steps=1, output=str(tmp_path / "r"), rewards=[lambda completions, **kw: [1.0]])
     with pytest.raises(BudgetError, match="2 --reward-weight value"):
         train(model="tiny-arith", max_steps=1, output=str(tmp_path / "r"), rewards=[has_digit],
@@ -149,3 +170,70 @@ def test_async_reward_is_checked_too():
 
     rows = [{"prompt": "1+1", "solution": "2"}]
     check_reward(slow_but_fine, "slow_but_fine", sample_batch(rows))
+
+
+def test_reward_objects_are_recorded_as_specs_that_rebuild_them_or_refused():
+    import functools
+
+    from budgetreason.rewards.functions import accuracy_reward, make_cosine_scaled_reward, make_repetition_penalty_reward
+    from budgetreason.train.custom_rewards import spec_of
+
+    short, long = make_cosine_scaled_reward(max_len=100), make_cosine_scaled_reward(max_len=3584, min_value_wrong=0.0)
+    assert spec_of(short) != spec_of(long)  # two parameterisations are two runs
+    for fn in (long, make_repetition_penalty_reward(3, -0.5, unit="tokens")):
+        rebuilt = load_reward(spec_of(fn))
+        assert rebuilt is not fn and type(rebuilt) is type(fn) and vars(rebuilt) == vars(fn)
+    texts = ["\\boxed{2}", "\\boxed{3}" + " wrong" * 30]
+    assert load_reward(spec_of(long))(texts, solution=["2", "2"]) == long(texts, solution=["2", "2"])
+    assert long(texts, solution=["2", "2"]) != short(texts, solution=["2", "2"])
+    assert spec_of(accuracy_reward) == "budgetreason.rewards.functions:accuracy_reward"
+    assert spec_of(has_digit) == "tests.train.test_custom_rewards:has_digit"
+    assert spec_of(BREVITY_40) == "tests.train.test_custom_rewards:BREVITY_40"
+    assert load_reward(spec_of(BREVITY_40)) is BREVITY_40
+
+    def nested(completions, **kwargs):
+        return [0.0 for _ in completions]
+
+    for fn, why in [(lambda completions, **kw: [0.0], "a lambda"), (nested, "defined inside a function"),
+                    (functools.partial(has_digit), "a functools.partial"), (Brevity(10), "an instance of Brevity")]:
+        with pytest.raises(BudgetError, match="cannot be recorded in config.yaml") as e:
+            spec_of(fn)
+        assert why in str(e.value) and "module:function" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(BudgetError, match="not a budgetreason reward factory"):
+        load_reward("make_nothing(1)")
+    with pytest.raises(BudgetError, match="plain values"):
+        load_reward("make_cosine_scaled_reward(max_len=__import__('os').getpid())")
+
+
+def test_a_configured_reward_object_resumes_from_the_cli_and_exports_to_verl(tmp_path, monkeypatch):
+    import importlib.util
+
+    from budgetreason.rewards.functions import make_cosine_scaled_reward
+    from budgetreason.share.verl_export import export
+    from budgetreason.train.training import train
+
+    monkeypatch.chdir(tmp_path)
+    cosine = make_cosine_scaled_reward(max_len=64, min_value_wrong=0.0)
+    out = tmp_path / "run"
+    assert train(model="tiny-arith", max_steps=1, save_steps=1, output=str(out), progress=False,
+                 rewards=[cosine, "format"]).steps == 1
+    spec = yaml.safe_load((out / "config.yaml").read_text())["reward_funcs"][0]
+    assert spec.startswith("make_cosine_scaled_reward(") and vars(load_reward(spec)) == vars(cosine)
+
+    r = run_cli("train", "--resume", str(out), "--max-steps", "2", "--no-progress")  # a fresh interpreter
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = metrics(out)
+    assert [row["step"] for row in rows] == [1, 2] and all("rewards/cosine" in row for row in rows)
+
+    other = make_cosine_scaled_reward(max_len=128, min_value_wrong=0.0)
+    with pytest.raises(BudgetError, match="holds a different run") as e:
+        train(model="tiny-arith", max_steps=3, output=str(out), progress=False, rewards=[other, "format"])
+    assert "reward_funcs" in str(e.value)
+
+    export(str(out), str(tmp_path / "verl"))
+    spec_ = importlib.util.spec_from_file_location("verl_reward_cosine", tmp_path / "verl" / "reward.py")
+    mod = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(mod)
+    assert type(mod.FUNCS[0]) is type(cosine) and vars(mod.FUNCS[0]) == vars(cosine)
+    text = "<think>\n1 + 1\n</think>\n\\boxed{2}"
+    assert mod.FUNCS[0]([text], solution=["2"]) == cosine([text], solution=["2"])
