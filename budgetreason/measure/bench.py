@@ -15,6 +15,7 @@ memory, and the ratios.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -111,7 +112,6 @@ def _summarize(variant: str, spec: Spec, shape: dict, raw: dict) -> dict:
 def bench(spec: Spec, output: str | Path = "bench.json", console=None, timeout_s: int = 1800,
           cache: str | Path | None = None) -> dict:
     """Run both variants (each in a fresh subprocess, same generation engine) and write `output` with the ratios."""
-    from budgetreason.measure import versions
     from budgetreason.measure.calibrate import measurement
 
     measurement(spec, output)  # an unknown GPU or model fails here, not after a minute in the subprocess
@@ -136,6 +136,14 @@ def bench(spec: Spec, output: str | Path = "bench.json", console=None, timeout_s
             out = json.loads(out_file.read_text())
             shape = shape or out.get("shape")
             results[variant] = out["result"]
+            _write(output, spec, shape, results)  # after each side: a window that ends early keeps the first
+    return _write(output, spec, shape, results)
+
+
+def _write(output: str | Path, spec: Spec, shape: dict | None, results: dict[str, dict]) -> dict:
+    """bench.json with the results so far, and the ratios once both sides have a step time."""
+    from budgetreason.measure import versions
+
     ours, plain = results.get("budgetreason", {}), results.get("plain", {})
     ratios = {}
     if "step_seconds" in ours and "step_seconds" in plain:
@@ -146,7 +154,9 @@ def bench(spec: Spec, output: str | Path = "bench.json", console=None, timeout_s
             ratios["memory"] = round(ours["peak_gib"] / plain["peak_gib"], 2)
     data = {"date": time.strftime("%Y-%m-%d"), "spec": spec.__dict__, "shape": shape, "results": results,
             "ratios": ratios, "versions": {n: versions.installed(n) for n in ("torch", "trl", "peft", "unsloth", "vllm")}}
-    Path(output).write_text(json.dumps(data, indent=2))
+    tmp = Path(f"{output}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, output)
     return data
 
 

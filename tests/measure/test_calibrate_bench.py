@@ -318,6 +318,27 @@ def test_bench_runs_both_variants_on_the_same_shape(tmp_path):
     assert "speedup_step" in r.stdout
 
 
+def test_a_bench_stopped_after_its_first_side_keeps_that_side(tmp_path):
+    """A GPU window that ends mid-bench (gpu_session.sh's stage timeout) leaves the finished side in bench.json."""
+    out = tmp_path / "bench.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "bench", "--model", "tiny-arith", "--completion", "24",
+                             "--rank", "4", "--k", "4", "--steps", "2", "--gpu", "cpu", "--output", str(out)],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        while proc.poll() is None and not out.exists():
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.stderr.read()[-2000:]  # bench.json is there while the second side runs
+        proc.kill()
+    finally:
+        proc.kill()
+        proc.wait()
+    data = json.loads(out.read_text())
+    assert list(data["results"]) == ["budgetreason"] and data["results"]["budgetreason"]["step_seconds"] > 0
+    assert data["ratios"] == {}  # no ratio from one side
+    assert not list(tmp_path.glob("*.tmp"))
+
+
 # ---- the GPU path: runs only where CUDA is present ------------------------------------------------
 @pytest.mark.gpu
 def test_gpu_calibration_of_a_small_architecture(tmp_path):
