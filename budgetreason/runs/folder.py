@@ -258,9 +258,9 @@ class RunFolder:
     def set_aside(self, checkpoint: Path) -> Path:
         if not self.writer:
             return checkpoint
-        dest = self.incomplete / f"{checkpoint.name}-{int(time.time())}"
-        dest.parent.mkdir(exist_ok=True)
-        shutil.move(str(checkpoint), dest)
+        self.incomplete.mkdir(exist_ok=True)
+        dest = claim_free_dir(self.incomplete / f"{checkpoint.name}-{int(time.time())}")
+        os.replace(checkpoint, dest)  # onto the empty folder just claimed: same disk, one rename
         return dest
 
     def checkpoint_bytes(self) -> int | None:
@@ -333,17 +333,33 @@ class RunFolder:
             tmp.rename(self.adapter)
 
     def move_aside(self) -> Path:
-        """For --overwrite: move the folder's content to <name>.old-<time> (nothing is lost).
+        """For --overwrite: move the folder's content to <name>.old-<time> (-1, -2 within one second; nothing is lost).
 
         The lock file stays, so the lock this process holds keeps guarding the folder."""
         if not self.writer:
             return self.path
-        dest = self.path.with_name(f"{self.path.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-        dest.mkdir()
+        dest = claim_free_dir(self.path.with_name(f"{self.path.name}.old-{time.strftime('%Y%m%d-%H%M%S')}"))
         for p in self.path.iterdir():
             if p.name != LOCK:
                 shutil.move(str(p), dest / p.name)
         return dest
+
+
+def claim_free_dir(path: Path) -> Path:
+    """Create `path`, or `path-1`, `path-2`, ... when it exists, and return the one created.
+
+    Names carry a time stamp in seconds; two set-asides in the same second (a script's loop, a fast
+    failing start) get two folders instead of a FileExistsError or one moved inside the other.
+    mkdir is atomic, so two processes never claim the same name.
+    """
+    candidate, n = path, 0
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = path.with_name(f"{path.name}-{n}")
 
 
 def _try_lock(fd: int, tries: int = 5) -> bool:

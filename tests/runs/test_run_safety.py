@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from budgetreason.runs.folder import LOCK as LOCK_NAME
 from budgetreason.runs.folder import RunFolder, verify_checkpoint
 from tests.conftest import ROOT, run_cli
 
@@ -338,6 +339,36 @@ def test_set_aside_checkpoints_count_toward_save_total_limit(tmp_path):
     assert [p.name for p in removed] == ["checkpoint-1-100"]
     assert [p.name for p in folder.incomplete.iterdir()] == ["checkpoint-3-200"]
     assert len(folder.checkpoints()) == 3  # complete ones are TRL's to rotate
+
+
+
+def test_set_asides_within_one_second_keep_every_copy(tmp_path, monkeypatch):
+    """Names carry the second: --overwrite twice (or a checkpoint set aside twice) in one second gets a
+    second folder (-1), not a FileExistsError traceback or one copy moved inside the other."""
+    import budgetreason.runs.folder as runfolder
+
+    monkeypatch.setattr(runfolder.time, "strftime", lambda fmt, *a: "20261201-120000")  # one frozen second
+    monkeypatch.setattr(runfolder.time, "time", lambda: 1764590400.0)
+    folder = RunFolder(tmp_path / "run", writer=True)
+    moved = []
+    for i in range(3):
+        folder.path.mkdir(exist_ok=True)
+        folder.config.write_text(f"seed: {i}\n")
+        (folder.path / LOCK_NAME).write_text("")
+        moved.append(folder.move_aside())
+    assert [p.name for p in moved] == ["run.old-20261201-120000", "run.old-20261201-120000-1",
+                                       "run.old-20261201-120000-2"]
+    assert [(p / "config.yaml").read_text() for p in moved] == ["seed: 0\n", "seed: 1\n", "seed: 2\n"]
+    assert sorted(p.name for p in folder.path.iterdir()) == [LOCK_NAME]  # the lock stays with the folder
+
+    aside = []
+    for i in range(2):
+        (folder.path / "checkpoint-6").mkdir()
+        (folder.path / "checkpoint-6" / "optimizer.pt").write_bytes(b"x" * (i + 1))
+        aside.append(folder.set_aside(folder.path / "checkpoint-6"))
+    assert [p.name for p in aside] == ["checkpoint-6-1764590400", "checkpoint-6-1764590400-1"]
+    assert [sorted(q.name for q in p.iterdir()) for p in aside] == [["optimizer.pt"], ["optimizer.pt"]]
+    assert [(p / "optimizer.pt").read_bytes() for p in aside] == [b"x", b"xx"]
 
 
 # ---- 9. the vast.ai on-start script and docker stop ----------------------------------------------------
