@@ -39,6 +39,8 @@ class Correction:
     """Measured / predicted seconds of rewards and training; None: use time_ratio."""
     engine: str | None = None
     """The generation engine the time ratios were measured with (None: not recorded, old files)."""
+    time_note: str | None = None
+    """Why time is not corrected (the file has no measurement with the plan's engine); None when it is."""
 
     def memory(self, predicted_bytes: int) -> int:
         return int(self.a * predicted_bytes + self.b_gib * GIB)
@@ -73,10 +75,17 @@ def read_points(path: str | Path) -> list[Point]:
     text = p.read_text()
     try:
         if p.suffix == ".jsonl":
-            return _points_from_lines(text)
-        return [_point_from_record(r) for r in json.loads(text)["records"]]
-    except (KeyError, json.JSONDecodeError, TypeError, ValueError, ZeroDivisionError):
-        raise BudgetError(f"--calibration {path}: not a calibration file written by `budgetreason calibrate`.") from None
+            points, kinds = _points_from_lines(text)
+        else:
+            points, kinds = [_point_from_record(r) for r in json.loads(text)["records"]], {"records"}
+    except (KeyError, json.JSONDecodeError, TypeError, ValueError, ZeroDivisionError, AttributeError):
+        kinds = set()
+    if not kinds & {"step", "session", "failure", "records"}:
+        raise BudgetError(f"--calibration {path}: not a calibration file written by `budgetreason calibrate`.")
+    if not points and "records" not in kinds:
+        raise BudgetError(f"--calibration {path}: no measured step in it (every configuration failed or stopped "
+                          "before its first step); run `budgetreason calibrate` again.")
+    return points
 
 
 def _point_from_record(r: dict) -> Point:
@@ -85,8 +94,10 @@ def _point_from_record(r: dict) -> Point:
                  measured_s=r["measured"]["step_seconds"])
 
 
-def _points_from_lines(text: str) -> list[Point]:
+def _points_from_lines(text: str) -> tuple[list[Point], set[str]]:
+    """The measured configurations, and the kinds of line seen (none: not a calibration file)."""
     groups: dict[tuple, list[dict]] = {}
+    kinds: set[str] = set()
     for line in text.splitlines():
         if not line.strip():
             continue
@@ -94,6 +105,9 @@ def _points_from_lines(text: str) -> list[Point]:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line cut short by a kill: every finished line still counts
+        if not isinstance(row, dict):
+            continue
+        kinds.add(str(row.get("kind")))
         if row.get("kind") != "step":
             continue
         groups.setdefault((row["gpu"], row["engine"], row["run_id"]), []).append(row)
@@ -111,14 +125,15 @@ def _points_from_lines(text: str) -> list[Point]:
             measured_generate_s=statistics.median(r["seconds"]["generation"] for r in timed),
             predicted_rest_s=br["train_s"] + br["overhead_s"],
             measured_rest_s=statistics.median(r["seconds"]["reward"] + r["seconds"]["training"] for r in timed)))
-    return points
+    return points, kinds
 
 
 def load_correction(path: str | Path, gpu_key: str, engine: str | None = None) -> Correction:
     """Fit measured ≈ a·predicted + b (memory) and the median time ratios from `path`'s records for this GPU.
 
-    Time ratios come from configurations measured with `engine` where there are any (an engine's
-    speed says nothing about another's); memory uses every configuration of the GPU.
+    Memory uses every configuration of the GPU. Time ratios come only from configurations measured
+    with `engine` (an engine's speed says nothing about another's), or from old records that name no
+    engine; with none of those, time keeps the model's own numbers and `time_note` says why.
     """
     points = [pt for pt in read_points(path) if pt.gpu == gpu_key and pt.measured_gib]
     if not points:
@@ -131,7 +146,15 @@ def load_correction(path: str | Path, gpu_key: str, engine: str | None = None) -
         b = my - a * mx
     else:
         a, b = ys[0] / xs[0], 0.0
-    timed = [pt for pt in points if engine is not None and pt.engine == engine] or points
+    if engine is None:
+        timed = points
+    else:
+        timed = [pt for pt in points if pt.engine == engine] or [pt for pt in points if pt.engine is None]
+    if not timed:
+        measured = ", ".join(sorted({pt.engine for pt in points if pt.engine}))
+        return Correction(gpu=gpu_key, a=a, b_gib=b, points=len(points), time_note=(
+            f"time not corrected: {Path(path).name} was measured with {measured} only, not {engine} (an engine's speed says "
+            f"nothing about another's); calibrate with this engine to correct it"))
     ratio = statistics.median(pt.measured_s / pt.predicted_s for pt in timed)
     split = [pt for pt in timed if pt.predicted_generate_s and pt.predicted_rest_s]
     gen = statistics.median(pt.measured_generate_s / pt.predicted_generate_s for pt in split) if split else None

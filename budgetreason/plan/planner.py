@@ -371,7 +371,10 @@ def plan(gpu: GPU | str = "auto", model: ModelArch | str = "Qwen/Qwen2.5-1.5B-In
         return _no_fit(search, target, fixed, warnings, reductions, hours)
     reductions += _describe_reductions(search, target, shape)
     warnings += _warnings(search, shape)
-    if correction is not None:
+    if correction is not None and correction.time_note:
+        warnings.append(f"memory corrected from {correction.points} measurement(s) on this GPU: "
+                        f"total × {correction.a:.3f} {correction.b_gib:+.2f} GiB; {correction.time_note}")
+    elif correction is not None:
         warnings.append(f"memory and time corrected from {correction.points} measurement(s) on this GPU: "
                         f"total × {correction.a:.3f} {correction.b_gib:+.2f} GiB, time × {correction.time_ratio:.2f}"
                         + (f" (generation × {correction.generate_ratio:.2f}, training × {correction.train_ratio:.2f}, "
