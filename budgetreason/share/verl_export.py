@@ -148,8 +148,10 @@ def overrides_for(cfg: RunConfig, shape: dict, *, train_file: str, val_file: str
         "data.train_batch_size": shape["prompts_per_step"],
         "data.max_prompt_length": shape["max_prompt_length"],
         "data.max_response_length": shape["max_completion_length"],
-        "data.filter_overlong_prompts": True,
-        "data.truncation": "error",
+        # long_prompts drop: verl filters them out before training (and 'error' then never fires);
+        # truncate_left: verl keeps the last max_prompt_length tokens, as Tina's prompt_ids[:, -512:]
+        "data.filter_overlong_prompts": cfg.long_prompts != "truncate_left",
+        "data.truncation": "left" if cfg.long_prompts == "truncate_left" else "error",
         "data.seed": cfg.seed,
         "actor_rollout_ref.model.path": cfg.model,
         "actor_rollout_ref.model.lora_rank": shape["lora_rank"],
@@ -217,6 +219,9 @@ def _value(v) -> str:
 def _unmapped(cfg: RunConfig, total_steps: int | None) -> list[str]:
     """Settings with no verl counterpart (or only an approximate one), in one line each."""
     out = []
+    if cfg.long_prompts == "truncate_left":
+        out.append("long_prompts truncate_left: data.truncation=left keeps the last max_prompt_length tokens of the "
+                   "rendered prompt, as Tina's trainer does; budgetreason cuts the problem text and keeps the template")
     if cfg.budget_hours and not cfg.max_steps:
         out.append(f"budget_hours {cfg.budget_hours:g}: verl stops by steps, not time; "
                    + (f"trainer.total_training_steps={total_steps} is the plan's estimate" if total_steps
@@ -315,8 +320,9 @@ def export(source: str, output: str | None = None, *, gpus: int = 1, **overrides
         if value is not None:
             kwargs[name] = value
     prepared = load_dataset_recipe(dataset, **kwargs)
-    notes.append("prompts longer than max_prompt_length are dropped by verl (data.filter_overlong_prompts), "
-                 "as budgetreason drops them")
+    if cfg.long_prompts == "drop":
+        notes.append("prompts longer than max_prompt_length are dropped by verl (data.filter_overlong_prompts), "
+                     "as budgetreason drops them")
 
     import pyarrow as pa
     import pyarrow.parquet as pq

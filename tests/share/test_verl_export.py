@@ -134,6 +134,11 @@ def test_tina_settings_map_one_to_one(tina):
     assert (prompts * k // 2) % b == 0  # each GPU's share of a step is whole micro-batches
     assert any("lora_dropout" in n for n in tina.notes) and any("schedule_steps 1500" in n for n in tina.notes)
     assert o["trainer.total_training_steps"] == "850"  # the recipe stops at max_steps 850
+    # long_prompts truncate_left: Tina keeps the last 512 prompt tokens, verl's data.truncation=left does the same
+    # (verl/utils/dataset/rl_dataset.py); filtering first would drop those prompts instead
+    assert (o["data.truncation"], o["data.filter_overlong_prompts"]) == ("left", "False")
+    assert any(n.startswith("long_prompts truncate_left: data.truncation=left") for n in tina.notes), tina.notes
+    assert not any("dropped by verl" in n for n in tina.notes)
     launch = (tina.output / "launch.sh").read_text()
     assert "python3 -m verl.trainer.main_ppo" in launch and "algorithm.adv_estimator=grpo" in launch
 
@@ -176,6 +181,9 @@ def test_a_run_folder_exports_its_resolved_settings(tmp_path):
     assert int(o["data.train_batch_size"]) * c.num_generations == c.per_device_train_batch_size * c.gradient_accumulation_steps
     assert o["trainer.total_training_steps"] == "3"
     assert not any("planner's target" in n for n in result.notes)
+    assert c.long_prompts == "drop"  # budgetreason's default: verl filters them out, and errors on none left
+    assert (o["data.filter_overlong_prompts"], o["data.truncation"]) == ("True", "error")
+    assert any("dropped by verl" in n for n in result.notes)
 
 
 def test_cli_export_verl_and_refusal_to_overwrite(tmp_path):
