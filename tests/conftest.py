@@ -39,3 +39,18 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600, cwd: str 
     full_env = dict(os.environ, COLUMNS="200", **(env or {}))
     return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True,
                           env=full_env, timeout=timeout, cwd=cwd or ROOT)
+
+
+def think_opening_model(folder: Path) -> Path:
+    """A copy of the built-in tiny model whose chat template ends the prompt with ``<think>\\n``, as the
+    DeepSeek-R1 distills' does (real weights, real tokenizer; only the template file differs)."""
+    import shutil
+
+    from budgetreason.plan.architectures import tiny_model_dir
+
+    shutil.copytree(tiny_model_dir(), folder)
+    template = folder / "chat_template.jinja"
+    text = template.read_text()
+    assert "'<|im_start|>assistant\\n'" in text
+    template.write_text(text.replace("'<|im_start|>assistant\\n'", "'<|im_start|>assistant\\n<think>\\n'"))
+    return folder

@@ -209,8 +209,13 @@ def set_aside(folder: Path, names) -> str | None:
     return suffix
 
 
-def score(problems, samples_per_problem, benchmark: str) -> list[dict]:
-    """Completion records with the extracted answer and correctness (math-verify; letters for GPQA)."""
+def score(problems, samples_per_problem, benchmark: str, prompt_opens_think: bool = False) -> list[dict]:
+    """Completion records with the extracted answer and correctness (math-verify; letters for GPQA).
+
+    `prompt_opens_think`: the chat template ends the prompt with ``<think>``
+    (:func:`budgetreason.evaluate.generation.template_opens_think`), so a completion without
+    ``</think>`` is unfinished reasoning: wrong, with no extracted answer, as the training reward judges it.
+    """
     from budgetreason.rewards.verify import extract_answer, extract_choice, score_batch
 
     golds, texts, meta = [], [], []
@@ -219,10 +224,13 @@ def score(problems, samples_per_problem, benchmark: str) -> list[dict]:
             golds.append(prob.gold)
             texts.append(s.text)
             meta.append((prob, j, s))
-    correct = score_batch(golds, texts)
+    correct = score_batch(golds, texts, prompt_opens_think=prompt_opens_think)
     out = []
     for (prob, j, s), ok in zip(meta, correct):
-        extracted = extract_choice(s.text) if prob.kind == "letter" else extract_answer(s.text)
+        if prompt_opens_think and "</think>" not in s.text:
+            extracted = None
+        else:
+            extracted = extract_choice(s.text) if prob.kind == "letter" else extract_answer(s.text)
         out.append({"benchmark": benchmark, "problem_id": prob.id, "sample": j, "text": s.text,
                     "extracted": extracted, "correct": bool(ok), "tokens": s.tokens, "entropy": s.entropy,
                     "finish_reason": s.finish_reason})
@@ -398,25 +406,30 @@ def evaluate(model: str, *, adapter: str | None = None, benchmarks: list[str] | 
     counts = Counter((r["benchmark"], r["problem_id"]) for r in _read_completions(comp_file))
     done = {key for key, n in counts.items() if n >= samples}
     todo = {bench: [p for p in probs if (bench, p.id) not in done] for bench, probs in problems.items()}
-    generator, used_backend = None, None
+    generator, used_backend, opens_think = None, None, None
     with _progress(console, sum(map(len, todo.values()))) as advance:
         for bench, left in todo.items():
             if not left:
                 continue
             if generator is None:
                 generator, used_backend = _make_generator(model, adapter_path, backend, settings, run_cfg)
+                from budgetreason.evaluate.generation import template_opens_think
+
+                opens_think = template_opens_think(generator.tok, left[0].prompt)
             kept = [r for r in _read_completions(comp_file) if (r["benchmark"], r["problem_id"]) in done]
             comp_file.write_text("".join(json.dumps(r) + "\n" for r in kept))  # drop partial problems
             chunk = 8
             for i in range(0, len(left), chunk):
                 part = left[i:i + chunk]
-                recs = score(part, generator.generate([p.prompt for p in part], settings), bench)
+                recs = score(part, generator.generate([p.prompt for p in part], settings), bench, opens_think)
                 with comp_file.open("a") as f:
                     for r in recs:
                         f.write(json.dumps(r) + "\n")
                 done.update((bench, p.id) for p in part)
                 advance(bench, len(part))
     records = [r for r in _read_completions(comp_file) if r["benchmark"] in benchmarks]
+    if opens_think is None and (out_dir / EVAL_FILE).is_file():  # all resumed: the template was read before
+        opens_think = json.loads((out_dir / EVAL_FILE).read_text()).get("prompt_opens_think")
     result = {"label": wanted["label"], "model": model, "adapter": adapter_path,
               "adapter_hash": wanted["adapter_hash"], "run_config": {
         k: run_cfg.get(k) for k in ("lora_rank", "dataset", "rewards", "loss") if k in run_cfg},
@@ -425,6 +438,7 @@ def evaluate(model: str, *, adapter: str | None = None, benchmarks: list[str] | 
                      "prompt": "chat template with budgetreason.data.datasets.SYSTEM_PROMPT, zero-shot",
                      "source": PROTOCOLS[protocol]["source"] if protocol else None},
         "completion_length": completion_length(model, asked, max_tokens, run_cfg),
+        "prompt_opens_think": opens_think,
         "benchmarks": summarize(records, ks=ks)}
     (out_dir / EVAL_FILE).write_text(json.dumps(result, indent=2))
     return result

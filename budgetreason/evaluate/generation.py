@@ -40,6 +40,18 @@ def render_prompts(tokenizer, prompts: list[list[dict]]) -> list[str]:
     return [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
 
 
+def template_opens_think(tokenizer, prompt: list[dict]) -> bool:
+    """Whether the chat template ends the generation prompt with ``<think>`` (the DeepSeek-R1 distills' does).
+
+    Their completions start inside the reasoning, so one without ``</think>`` is unfinished and
+    scores 0 (budgetreason.rewards.verify.answer_region's ``prompt_opens_think``), in training,
+    validation and evaluation alike.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        return False
+    return render_prompts(tokenizer, [prompt])[0].rstrip().endswith("<think>")
+
+
 def response_entropy(model, prompt_ids: list[int], completion_ids: list[int]) -> float:
     """Exact mean token entropy of `completion_ids` after `prompt_ids` under `model` (eq. 1, T = 1)."""
     import torch

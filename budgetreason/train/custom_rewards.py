@@ -294,6 +294,34 @@ def resolve_rewards(items: Sequence, weights: Sequence[float] | None, rows: list
     return Preset("custom", tuple(funcs), w, "your reward functions: " + ", ".join(labels))
 
 
+def bind_template(rewards, prompt_opens_think: bool):
+    """`rewards` with the built-in ``accuracy`` and ``format`` told that the chat template opens ``<think>``.
+
+    TRL 1.15 hands rewards the conversational prompts before the template is applied, so
+    ``accuracy_reward`` cannot see a ``<think>`` that the template adds and would score a box in
+    unfinished reasoning 1. Training reads the template once and builds the preset with it; a
+    ``--reward accuracy`` / ``--reward format`` in your own list gets the same (same metric names).
+    Your own functions are left as they are.
+
+    >>> from budgetreason.rewards.functions import Preset, accuracy_reward
+    >>> bound = bind_template(Preset("custom", (accuracy_reward,), (1.0,), ""), True)
+    >>> bound.funcs[0]([[{"role": "assistant", "content": "x = 7, so \\boxed{7}? Wait"}]], solution=["7"])
+    [0.0]
+    """
+    import dataclasses
+
+    from budgetreason.rewards import functions as f
+
+    if not prompt_opens_think:
+        return rewards
+    def bound(fn):  # by identity: a user's callable need not be hashable
+        if fn is f.accuracy_reward:
+            return f.make_accuracy_reward(prompt_opens_think=True)
+        return f.make_format_reward(prompt_opens_think=True) if fn is f.format_reward else fn
+
+    return dataclasses.replace(rewards, funcs=tuple(bound(fn) for fn in rewards.funcs))
+
+
 def split_user_rewards(items: Sequence) -> tuple[list[str], dict[str, Callable]]:
     """``train(rewards=[fn, "mod:fn"])`` → the specs recorded in config.yaml, and the callables by spec."""
     specs, objects = [], {}

@@ -453,8 +453,11 @@ def _train_once(run: ResolvedRun, extra_callbacks: list, console) -> RunResult:
     from trl.trainer.utils import get_callable_name
 
     from budgetreason.rewards.functions import preset
+    from budgetreason.train.custom_rewards import bind_template
 
-    rewards = run.rewards or preset(cfg.rewards, prompt_opens_think=_template_opens_think(loaded.tokenizer, prepared.train))
+    opens_think = _template_opens_think(loaded.tokenizer, prepared.train)
+    rewards = bind_template(run.rewards, opens_think) if run.rewards else preset(cfg.rewards,
+                                                                                   prompt_opens_think=opens_think)
 
     # Everything is validated: only now does the run folder get written (a failed start leaves it as it was).
     folder.path.mkdir(parents=True, exist_ok=True)
@@ -596,10 +599,11 @@ def _no_model_card(*args, **kwargs) -> None:
 
 def _template_opens_think(tokenizer, dataset) -> bool:
     """Whether the chat template ends the generation prompt with <think> (DeepSeek-R1 distills do)."""
-    if len(dataset) == 0 or not getattr(tokenizer, "chat_template", None):
+    from budgetreason.evaluate.generation import template_opens_think
+
+    if len(dataset) == 0:
         return False
-    text = tokenizer.apply_chat_template(dataset[0]["prompt"], add_generation_prompt=True, tokenize=False)
-    return text.rstrip().endswith("<think>")
+    return template_opens_think(tokenizer, dataset[0]["prompt"])
 
 
 def _cost(run: ResolvedRun, elapsed_s: float) -> float | None:

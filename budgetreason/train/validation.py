@@ -66,6 +66,10 @@ class ValidationCallback(TrainerCallback):
             keep = sorted(random.Random(cfg.seed).sample(range(len(problems)), size))
             problems = [problems[i] for i in keep]
         self.problems = problems
+        from budgetreason.evaluate.generation import template_opens_think
+
+        # As the training reward: under a template that opens <think>, unfinished reasoning scores 0.
+        self.prompt_opens_think = template_opens_think(tokenizer, problems[0].prompt)
         self.trainer = None  # set by train() after the trainer exists (for its vLLM engine)
         self.settings = SamplingSettings(n=cfg.val_samples, temperature=VAL_TEMPERATURE, top_p=VAL_TOP_P,
                                          max_tokens=cfg.max_completion_length, seed=cfg.seed)
@@ -85,7 +89,7 @@ class ValidationCallback(TrainerCallback):
         from budgetreason.evaluate.evaluation import score, summarize
 
         samples = self._engine(model).generate([p.prompt for p in self.problems], self.settings)
-        records = score(self.problems, samples, self.cfg.val_benchmark)
+        records = score(self.problems, samples, self.cfg.val_benchmark, self.prompt_opens_think)
         s = summarize(records)[self.cfg.val_benchmark]
         return {"val/accuracy": s["mean_accuracy"], "val/accuracy_se": round(standard_error(records), 4),
                 "val/n_problems": s["n_problems"], "val/samples": self.cfg.val_samples,

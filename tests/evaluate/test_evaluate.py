@@ -347,3 +347,40 @@ def test_a_completion_that_cannot_fit_the_context_is_one_line_exit_2(tmp_path):
     assert r.stderr.strip() == ("error: --max-tokens 1000 does not fit tiny-arith's context of 1024 tokens with 512 "
                                 "left for the prompt; use --max-tokens 512 or less, or leave it out.")
     assert not (tmp_path / "e").exists()
+
+
+UNFINISHED = "Let me try x=7, so \\boxed{7}? Wait, let me re-check the case where"
+
+
+def test_score_judges_unfinished_reasoning_wrong_when_the_template_opens_think():
+    """Review #3: the same verdict as the training reward (preset with prompt_opens_think=True)."""
+    from budgetreason.evaluate.benchmarks import Problem
+    from budgetreason.rewards.functions import preset
+
+    prob = Problem(id="0", prompt=[{"role": "user", "content": "x?"}], gold="7", kind="integer")
+    samples = [[Sample(UNFINISHED, 20, None, "length"), Sample("so 7\n</think>\n\\boxed{7}", 9, None, "stop")]]
+    opened = score([prob], samples, "amc23", prompt_opens_think=True)
+    assert [(r["correct"], r["extracted"]) for r in opened] == [(False, None), (True, "7")]
+    reward = preset("micro_budget", prompt_opens_think=True).funcs[1]
+    assert reward([UNFINISHED, "so 7\n</think>\n\\boxed{7}"], solution=["7", "7"]) == [0.0, 1.0]
+    plain = score([prob], samples, "amc23")  # a template that does not open <think>: the text is all answer
+    assert [r["correct"] for r in plain] == [True, True]
+
+
+def test_evaluate_reads_whether_the_template_opens_think(tmp_path):
+    """Review #3: evaluate() renders a prompt with the model's own template and scores accordingly."""
+    from budgetreason.rewards.verify import score_batch
+    from tests.conftest import think_opening_model
+
+    folder = think_opening_model(tmp_path / "r1-like")
+    common = dict(benchmarks="arith", samples=1, temperature=0.0, max_tokens=48, limit=4, backend="hf")
+    result = evaluate(str(folder), output=tmp_path / "ev", **common)
+    assert result["prompt_opens_think"] is True
+    recs = [json.loads(line) for line in (tmp_path / "ev" / "completions.jsonl").read_text().splitlines()]
+    golds = {p.id: p.gold for p in load_problems("arith", limit=4)}
+    assert [r["correct"] for r in recs] == \
+        [bool(v) for v in score_batch([golds[r["problem_id"]] for r in recs], [r["text"] for r in recs],
+                                      prompt_opens_think=True)]
+    # fully resumed: nothing generated, the template's answer is kept
+    assert evaluate(str(folder), output=tmp_path / "ev", **common)["prompt_opens_think"] is True
+    assert evaluate("tiny-arith", output=tmp_path / "plain", **common)["prompt_opens_think"] is False

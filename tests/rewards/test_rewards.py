@@ -380,3 +380,31 @@ def test_soft_overlong_reproduces_trls_tests(length, expected):
     """TRL's TestSoftOverlongPunishmentReward: max 100, soft cache 20, lengths 50, 110 and 90 tokens."""
     assert make_soft_overlong_punishment(100, 20)(["x"], completion_ids=[[1] * length]) == \
         [pytest.approx(expected, abs=1e-4)]
+
+
+def test_accuracy_with_conversational_prompts_follows_the_stated_template():
+    """Review #3: TRL 1.15 passes rewards the conversational prompts before the template is applied, so the
+    plain reward cannot see a <think> the template adds (docs/rewards.md); stating it makes a box in
+    unfinished reasoning score 0, and a --reward accuracy list in training is bound the same way."""
+    from budgetreason.rewards.functions import Preset, accuracy_reward, format_reward, make_accuracy_reward
+    from budgetreason.train.custom_rewards import bind_template
+
+    unfinished = [{"role": "assistant", "content": "Let me try x=7, so \\boxed{7}? Wait, let me re-check"}]
+    finished = [{"role": "assistant", "content": "x=7\n</think>\n\\boxed{7}"}]
+    prompts = [[{"role": "user", "content": "Solve for x."}]] * 2
+    batch = dict(solution=["7", "7"], prompts=prompts)
+    assert accuracy_reward([unfinished, finished], **batch) == [1.0, 1.0]  # the template is not known here
+    assert make_accuracy_reward(prompt_opens_think=True)([unfinished, finished], **batch) == [0.0, 1.0]
+    # a string prompt the template has already rendered is read as it is
+    assert accuracy_reward([unfinished, finished], solution=["7", "7"],
+                           prompts=["<|im_start|>assistant\n<think>\n"] * 2) == [0.0, 1.0]
+
+    def mine(completions, **kwargs):
+        return [0.5] * len(completions)
+
+    custom = Preset("custom", (accuracy_reward, format_reward, mine), (1.0, 1.0, 1.0), "")
+    bound = bind_template(custom, prompt_opens_think=True)
+    assert [f.__name__ for f in bound.funcs] == ["accuracy", "format", "mine"] and bound.funcs[2] is mine
+    assert bound.funcs[0]([unfinished, finished], **batch) == [0.0, 1.0]
+    assert bound.funcs[1]([finished, unfinished], prompts=prompts) == [1.0, 0.0]
+    assert bind_template(custom, prompt_opens_think=False) is custom

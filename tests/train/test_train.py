@@ -279,3 +279,34 @@ def test_a_run_config_keeps_explicit_default_values_like_the_same_dict(tmp_path)
     worker(str(launch / "config.yaml"))
     saved = yaml.safe_load((tmp_path / "run2" / "config.yaml").read_text())
     assert saved["save_minutes"] == 30.0 and json.loads((tmp_path / "run2" / "summary.json").read_text())["steps"] == 1
+
+
+class _FixedEngine:
+    """Stands in for the sampling engine: every problem gets the same completion (the scoring is what is tested)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def generate(self, prompts, s):
+        from budgetreason.evaluate.generation import Sample
+
+        return [[Sample(self.text, 20, None, "length") for _ in range(s.n)] for _ in prompts]
+
+
+def test_validation_scores_unfinished_reasoning_0_under_a_template_that_opens_think(tmp_path):
+    """Review #3: validation reads the model's chat template as the training reward does."""
+    from budgetreason.models.backends.hf import load_tokenizer
+    from budgetreason.train.config import RunConfig
+    from budgetreason.train.validation import ValidationCallback
+    from tests.conftest import think_opening_model
+
+    cfg = RunConfig(model="tiny-arith", val_benchmark="arith", val_size_benchmark=4, max_completion_length=32)
+    for tok, opens in ((load_tokenizer(str(think_opening_model(tmp_path / "r1-like"))), True),
+                       (load_tokenizer("tiny-arith"), False)):
+        cb = ValidationCallback(None, cfg, tok, backend="hf")
+        assert cb.prompt_opens_think is opens
+        cb.problems = cb.problems[:1]
+        gold = cb.problems[0].gold
+        cut = f"so it is \\boxed{{{gold}}}, unless"  # cut mid-reasoning
+        cb._engine = lambda model, text=cut: _FixedEngine(text)
+        assert cb.validate(None)["val/accuracy"] == (0.0 if opens else 1.0)
