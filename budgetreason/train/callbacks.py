@@ -57,6 +57,8 @@ class RunState:
     tokenizer: object = None
     steps_done: int = 0
     """Optimizer steps completed (the weights in `model` are those of this step)."""
+    epochs: int | None = None
+    """num_train_epochs: stop after this many passes over the training prompts (None: no limit)."""
     save_total_limit: int | None = None
     checkpoint_bytes: int | None = None
     """Size of one checkpoint: measured from the last one, estimated from the LoRA parameters before it."""
@@ -79,6 +81,7 @@ class BudgetCallback(TrainerCallback):
         self._step_start = None
         self._last_save = time.monotonic()
         self._save_started = None
+        self._saved_step = None
 
     def on_train_begin(self, args, state, control, model=None, processing_class=None, **kw):
         self._last_save = time.monotonic()
@@ -149,7 +152,29 @@ class BudgetCallback(TrainerCallback):
         control.should_training_stop = True
         control.should_save = True
 
+    def on_epoch_end(self, args, state, control, **kw):
+        """A full pass over the training prompts is an event (a time budget may loop over a small dataset
+        many times); num_train_epochs ends the run there, as end_of_data.
+
+        transformers calls this also when a stop cut the pass short; its epoch counter (batches done /
+        batches per pass) is then not a whole number, and nothing is recorded."""
+        passes = state.epoch or 0.0
+        if passes < 1 or abs(passes - round(passes)) > 1e-6:
+            return control
+        n, limit = round(passes), self.run.epochs
+        last = limit is not None and n >= limit
+        self.run.folder.event("epoch", f"finished pass {n} over the training prompts"
+                              + (f" (num_train_epochs {limit}): stopping" if last else ""),
+                              step=state.global_step, epoch=n)
+        if last:
+            if self.run.stop_reason is None:
+                self.run.stop_reason = "end_of_data"
+            control.should_training_stop = True
+            control.should_save = control.should_save or self._saved_step != state.global_step
+        return control
+
     def on_save(self, args, state, control, **kw):
+        self._saved_step = state.global_step
         ckpt = self.run.folder.path / f"checkpoint-{state.global_step}"
         if ckpt.is_dir():
             self.run.folder.mark_complete(ckpt, {

@@ -86,6 +86,11 @@ class RunConfig:
     """A budget in dollars, converted to hours with the GPU's catalog price."""
     max_steps: int | None = None
     """Stop after this many optimizer steps (whichever of steps and budget ends first)."""
+    num_train_epochs: int | None = None
+    """Stop after this many passes over the training prompts (stop_reason end_of_data), whichever of steps,
+    budget and epochs ends first; None: no limit, so a budget loops over a small dataset (each pass is an
+    `epoch` event). No shipped recipe sets it: Tina's Table 5 says 1 epoch, but its runs stopped on max_steps
+    (Appendix D: LIMR checkpoints at step 200 of 174 per epoch), as transformers' max_steps overrides epochs."""
 
     # --- LoRA and GRPO shape (None: the planner's choice)
     lora_rank: int | None = None
@@ -210,6 +215,8 @@ class RunConfig:
             bad("Give either --hours or --budget-usd, not both.")
         if self.max_steps is not None and self.max_steps < 1:
             bad(f"--max-steps must be at least 1, got {self.max_steps}.")
+        if self.num_train_epochs is not None and self.num_train_epochs < 1:
+            bad(f"num_train_epochs must be at least 1, got {self.num_train_epochs}.")
         if self.loss not in LOSSES:
             bad(f"--loss must be one of {', '.join(LOSSES)}, got '{self.loss}'.")
         if self.backend not in ("auto", "hf", "unsloth", "trl"):

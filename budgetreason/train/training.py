@@ -283,13 +283,17 @@ def _finished_or_continued(run: ResolvedRun, saved: RunConfig) -> ResolvedRun:
         more_time = cfg.budget_hours is not None and (saved.budget_hours is None or cfg.budget_hours > saved.budget_hours)
     else:
         more_time = cfg.budget_hours is None or cfg.budget_hours * 3600 > elapsed
-    if reason == "end_of_data" or not (more_steps and more_time):
+    # end_of_data: the passes num_train_epochs asked for are done; only a larger (or no) limit trains more
+    more_epochs = saved.num_train_epochs is not None and (cfg.num_train_epochs is None
+                                                         or cfg.num_train_epochs > saved.num_train_epochs)
+    if (reason == "end_of_data" and not more_epochs) or not (more_steps and more_time):
         run.finished = RunResult(output=str(folder.path), steps=step, stop_reason=reason or "max_steps",
                                  elapsed_s=elapsed, final_metrics=summary.get("final_metrics", {}),
                                  warnings=[], nothing_to_do=True)
         return run
     limits = [f"--max-steps {cfg.max_steps}"] if cfg.max_steps else []
     limits += [f"--hours {cfg.budget_hours:g}"] if cfg.budget_hours else []
+    limits += [f"num_train_epochs {cfg.num_train_epochs}"] if reason == "end_of_data" and cfg.num_train_epochs else []
     run.notes.append(f"continuing the run that finished at step {step} ({reason}) up to {' and '.join(limits)}")
     return run
 
@@ -481,7 +485,7 @@ def _train_once(run: ResolvedRun, extra_callbacks: list, console) -> RunResult:
     horizon = _horizon(run)
     folder.write_json(folder.path / SCHEDULE_FILE, horizon.to_dict())
     state = RunState(folder=folder, clock=clock, save_minutes=cfg.save_minutes,
-                     save_total_limit=cfg.save_total_limit, console=console)
+                     save_total_limit=cfg.save_total_limit, console=console, epochs=cfg.num_train_epochs)
     from budgetreason.plan.planner import VAL_SHARE
 
     reserve = VAL_SHARE if cfg.val_every else 0.0  # validation time is not in the measured step time
@@ -531,7 +535,8 @@ def _train_once(run: ResolvedRun, extra_callbacks: list, console) -> RunResult:
                        warnings=state.warnings)
     summary = result.to_dict() | {"model": cfg.model, "dataset": cfg.dataset, "backend": run.backend,
                                   "gpu": run.gpu.name, "data": prepared.report.summary(),
-                                  "cost_usd": _cost(run, clock.elapsed()), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                                  "cost_usd": _cost(run, clock.elapsed()), "epochs": round(trainer.state.epoch or 0.0, 4),
+                                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     folder.write_json(folder.summary, summary)
     folder.event("stop", f"stopped: {reason} at step {result.steps}", step=result.steps)
     if reason in ("interrupted", "terminated"):
@@ -540,7 +545,7 @@ def _train_once(run: ResolvedRun, extra_callbacks: list, console) -> RunResult:
 
 
 def _plain_stop_reason(cfg: RunConfig, trainer_state) -> str:
-    """Why training ended when no budget callback stopped it.
+    """Why training ended when no budget callback stopped it (num_train_epochs stops as end_of_data there).
 
     Only a run that reached its step limit or its data's end has finished; one stopped earlier by another
     callback (a user's, a notebook's) is 'stopped' and resumes on the next start, as a preempted run does.

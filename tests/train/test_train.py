@@ -310,3 +310,30 @@ def test_validation_scores_unfinished_reasoning_0_under_a_template_that_opens_th
         cut = f"so it is \\boxed{{{gold}}}, unless"  # cut mid-reasoning
         cb._engine = lambda model, text=cut: _FixedEngine(text)
         assert cb.validate(None)["val/accuracy"] == (0.0 if opens else 1.0)
+
+
+def test_each_pass_over_the_data_is_an_event_and_num_train_epochs_ends_the_run(tmp_path):
+    """16 prompts at 8 per step are 2 steps a pass. A step limit past the data loops over it with an
+    `epoch` event at each boundary; num_train_epochs stops after its passes as end_of_data, which a
+    rerun leaves finished and a larger limit continues."""
+    from budgetreason.train.training import train
+
+    def epochs(out):
+        return [(e["step"], e["epoch"]) for e in map(json.loads, (out / "events.jsonl").read_text().splitlines())
+                if e["kind"] == "epoch"]
+
+    small = dict(model="tiny-arith", dataset_limit=16, progress=False)
+    looped = train(**small, max_steps=5, output=str(tmp_path / "loop"))
+    assert looped.stop_reason == "max_steps" and looped.steps == 5
+    assert epochs(tmp_path / "loop") == [(2, 1), (4, 2)]  # step 5 is inside the third pass
+    assert json.loads((tmp_path / "loop" / "summary.json").read_text())["epochs"] == pytest.approx(2.5)
+
+    out = tmp_path / "epochs"
+    done = train(**small, budget_hours=1.0, num_train_epochs=2, output=str(out))
+    assert done.stop_reason == "end_of_data" and done.steps == 4 and epochs(out) == [(2, 1), (4, 2)]
+    assert RunFolder(out).latest_complete_checkpoint().name == "checkpoint-4"  # saved at the stop
+    again = train(**small, budget_hours=1.0, num_train_epochs=2, output=str(out))
+    assert again.nothing_to_do and again.stop_reason == "end_of_data"
+    more = train(**small, budget_hours=1.0, num_train_epochs=3, output=str(out))
+    assert more.stop_reason == "end_of_data" and more.steps == 6 and epochs(out)[-1] == (6, 3)
+    assert [row["step"] for row in metrics(out)] == [1, 2, 3, 4, 5, 6]
