@@ -103,7 +103,7 @@ def train_cmd(
         progress=False if no_progress else None,
     )
     if gpus:
-        _launch(gpus, base, overrides, dry_run, port)
+        _launch(gpus, base, overrides, dry_run, port, wait)
         return
     try:
         result = train(base, wait=wait, **overrides)
@@ -130,14 +130,16 @@ def _val_every(value: str | None) -> int | str | None:
         raise BudgetError(f"--val-every must be a step count or 'auto', got '{value}'.") from None
 
 
-def _launch(gpus: int, base, overrides: dict, dry_run: bool, port: int) -> None:
+def _launch(gpus: int, base, overrides: dict, dry_run: bool, port: int, wait: bool) -> None:
+    from rich.console import Console
+
     from budgetreason.train import launch
     overrides = {k: v for k, v in overrides.items() if k not in ("backend", "progress")} | {
         "backend": overrides.get("backend"), "gpu": None if overrides.get("gpu") == "auto" else overrides.get("gpu")}
-    plan = launch.prepare(gpus, base, port=port, **overrides)
+    plan = launch.prepare(gpus, base, port=port, wait=wait, **overrides)
     if dry_run:
         for path in plan.write():
             typer.echo(f"wrote {path}")
         typer.echo("\n".join(plan.shell_lines()))
         return
-    raise typer.Exit(launch.run(plan))
+    raise typer.Exit(launch.run(plan, Console(stderr=True)))

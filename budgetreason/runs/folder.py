@@ -175,6 +175,20 @@ class RunFolder:
         finally:
             os.close(fd)
 
+    def wait_until_free(self, wait: bool = False, console=None, poll_s: float = 2.0) -> None:
+        """Return once no live process holds the lock, without taking it (a supervisor checks before it
+        starts GPU processes whose trainer takes the lock). Held and not `wait`: RunFolderBusy."""
+        who = self.holder()
+        if who is None:
+            return
+        if not wait:
+            raise RunFolderBusy(f"{self.path} is in use by another run ({_describe(who)}); wait for it to "
+                                "end, stop it, or pass --wait to start when it ends.")
+        if console is not None:
+            console.print(f"waiting for the run in {self.path} ({_describe(who)}) to end…", soft_wrap=True)
+        while self.holder() is not None:
+            time.sleep(poll_s)
+
     @contextlib.contextmanager
     def locked(self, wait: bool = False, console=None):
         """Hold an exclusive flock on <folder>/.lock for the block.

@@ -53,6 +53,9 @@ class LaunchPlan:
     #: Where `prepare` ran: launch.sh starts with a cd here, so the config's relative inputs (a --data file,
     #: a module:function reward, a model folder) resolve as they did, whatever folder a scheduler starts in.
     workdir: Path = field(default_factory=Path.cwd)
+    #: --wait: if another run holds the run folder, wait for it to end (the supervisor before it starts
+    #: anything, and rank 0 for the lock, which the trainer command's --wait passes on).
+    wait: bool = False
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -181,7 +184,7 @@ def plan_for_cli(gpus: int, config: str | None = None, **overrides):
 
 
 def prepare(gpus: int, config: RunConfig | dict | str | None = None, *, port: int = DEFAULT_PORT,
-            launch_dir: str | None = None, **overrides) -> LaunchPlan:
+            launch_dir: str | None = None, wait: bool = False, **overrides) -> LaunchPlan:
     """Plan the layout for the run the flags describe and build its files and commands (nothing written yet)."""
     import dataclasses
 
@@ -237,12 +240,12 @@ def prepare(gpus: int, config: RunConfig | dict | str | None = None, *, port: in
     server_gpus = ",".join(str(i) for i in range(layout.server_gpus))
     trainer_gpus = ",".join(str(i) for i in range(layout.server_gpus, layout.num_gpus))
     trainer = ["accelerate", "launch", "--config_file", str(ldir / "accelerate.yaml"),
-               "-m", "budgetreason.train.launch", str(ldir / "config.yaml")]
+               "-m", "budgetreason.train.launch", str(ldir / "config.yaml")] + (["--wait"] if wait else [])
     return LaunchPlan(layout=layout, config=resolved, launch_dir=ldir, accelerate_config=accelerate_config(layout),
                       server_command=server_command(layout, resolved.model, port), trainer_command=trainer,
                       server_env={"CUDA_VISIBLE_DEVICES": server_gpus},
                       trainer_env={"CUDA_VISIBLE_DEVICES": trainer_gpus},
-                      health_url=f"http://127.0.0.1:{port}/health")
+                      health_url=f"http://127.0.0.1:{port}/health", wait=wait)
 
 
 # ---- running both ------------------------------------------------------------------------------------
@@ -347,8 +350,15 @@ def _forward(proc: subprocess.Popen, sig: int, grace_s: float) -> None:
         pass
 
 
-def run(plan: LaunchPlan) -> int:
-    """Write the files and run the server and trainers (on the GPU machine)."""
+def run(plan: LaunchPlan, console=None) -> int:
+    """Write the files and run the server and trainers (on the GPU machine).
+
+    A run folder another run holds is refused (or, with --wait, waited for) before the vLLM server
+    takes its GPUs and loads the model, not minutes later when rank 0 asks for the lock.
+    """
+    from budgetreason.runs.folder import RunFolder
+
+    RunFolder(plan.config.output, writer=True).wait_until_free(plan.wait, console)
     plan.write()
     return supervise(plan.server_command, plan.trainer_command, server_env=plan.server_env,
                      trainer_env=plan.trainer_env, health_url=plan.health_url, log_dir=plan.launch_dir)
@@ -369,15 +379,15 @@ class SavedLayout:
         return self.data
 
 
-def worker(config_path: str) -> None:
+def worker(config_path: str, wait: bool = False) -> None:
     """One training process under accelerate: budgetreason.train on the launch folder's config, with the
     layout as its plan (the single-GPU planner would re-plan for a colocated vLLM)."""
     from budgetreason.train.training import train
 
     path = Path(config_path)
     layout = SavedLayout(json.loads((path.parent / "layout.json").read_text()))
-    train(RunConfig.from_yaml(path), planned=layout)
+    train(RunConfig.from_yaml(path), planned=layout, wait=wait)
 
 
 if __name__ == "__main__":
-    worker(sys.argv[1])
+    worker(sys.argv[1], wait="--wait" in sys.argv[2:])

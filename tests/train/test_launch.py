@@ -108,8 +108,8 @@ def _recording_stub(bin_dir, name: str, record, serve: bool = False):
                 import yaml
                 cfg = yaml.safe_load(open(a))
                 seen["output"] = os.path.abspath(cfg["output"])
-                seen["data_path"] = os.path.abspath(cfg["data_path"])
-                seen["data_exists"] = os.path.isfile(cfg["data_path"])
+                seen["data_path"] = cfg["data_path"] and os.path.abspath(cfg["data_path"])
+                seen["data_exists"] = bool(cfg["data_path"]) and os.path.isfile(cfg["data_path"])
         open({str(record)!r}, "w").write(json.dumps(seen))
         if {serve!r}:
             class H(http.server.BaseHTTPRequestHandler):
@@ -161,6 +161,63 @@ def test_dry_run_launch_sh_runs_from_any_working_directory(tmp_path):
     assert rec["output"] == str(run_dir)  # the run folder beside its launch folder, not under the spool
     assert rec["data_exists"] and rec["data_path"] == str(project / "data" / "open-rs.jsonl")
     assert not (elsewhere / "runs").exists()
+
+
+def test_dry_run_wait_reaches_the_trainers_command(tmp_path):
+    _, plain = _dry_run(tmp_path / "a", "--gpus", "2", "--gpu", "l40s", "--config", "tina-open-rs2")
+    _, waiting = _dry_run(tmp_path / "b", "--gpus", "2", "--gpu", "l40s", "--config", "tina-open-rs2", "--wait")
+    assert shlex.split(plain.splitlines()[-1])[-1].endswith("config.yaml")
+    assert shlex.split(waiting.splitlines()[-1])[-1] == "--wait"  # rank 0 waits for the folder's lock
+
+
+@pytest.mark.parametrize("wait", [True, False])
+def test_gpus_with_a_busy_run_folder_waits_or_refuses_before_starting_the_server(tmp_path, wait):
+    """Another run holds the folder: --wait starts nothing (no vLLM server holding GPUs) until it ends,
+    then runs; without --wait it is one line, exit 2, and nothing was started."""
+    import os
+    import subprocess
+
+    from budgetreason.runs.folder import RunFolder
+
+    bin_dir, out = tmp_path / "bin", tmp_path / "run"
+    bin_dir.mkdir()
+    server = _recording_stub(bin_dir, "trl", tmp_path / "trl.json", serve=True)
+    trainer = _recording_stub(bin_dir, "accelerate", tmp_path / "accelerate.json")
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", COLUMNS="200")
+    cmd = [sys.executable, "-m", "cli.main", "train", "--gpus", "2", "--gpu", "l40s", "--config", "tina-open-rs2",
+           "--output", str(out), "--port", str(_free_port())] + (["--wait"] if wait else [])
+    holder = RunFolder(out, writer=True).locked()
+    holder.__enter__()  # this test process is "the other run"
+    held = True
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        if not wait:
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 2 and "in use by another run" in err and err.count("\n") == 1, err
+            assert not (tmp_path / "trl.json").exists() and not (tmp_path / "accelerate.json").exists()
+            return
+        seen = ""
+        for line in proc.stderr:  # ends at the CLI's exit if it never waits
+            seen += line
+            if "waiting for the run in" in line:
+                break
+        assert "waiting for the run in" in seen, seen
+        assert proc.poll() is None and not (tmp_path / "trl.json").exists()  # nothing started while waiting
+        holder.__exit__(None, None, None)
+        held = False
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        assert server()["argv"][0] == "vllm-serve" and trainer()["argv"][-1] == "--wait"
+    finally:
+        if held:
+            holder.__exit__(None, None, None)
+        proc.kill()
+        proc.wait()
+        if (tmp_path / "trl.json").exists():
+            try:
+                os.kill(server()["pid"], 9)
+            except ProcessLookupError:
+                pass
 
 
 def test_the_same_command_writes_the_same_launch_so_a_rerun_resumes(tmp_path):
