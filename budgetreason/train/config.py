@@ -37,6 +37,12 @@ IDENTITY_FIELDS = (
 )
 
 
+#: Why validation during training is refused with --gpus (TRL's server mode has no engine in the trainers).
+SERVER_MODE_VALIDATION = ("validation during training samples on the trainer's colocated vLLM engine, but with --gpus N "
+                          "TRL generates on its vLLM server; drop --val-every (val_every in the config) and evaluate "
+                          "the run's checkpoints with `budgetreason eval`.")
+
+
 @dataclass
 class RunConfig:
     """Everything a training run needs. ``None`` means: let the planner (or the backend) decide."""

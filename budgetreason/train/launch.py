@@ -26,7 +26,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from budgetreason.errors import BudgetError
-from budgetreason.train.config import RunConfig, slug
+from budgetreason.train.config import SERVER_MODE_VALIDATION, RunConfig, slug
 
 DEFAULT_PORT = 8000
 #: TRL's default port for the NCCL weight-transfer group (GRPOConfig.vllm_group_port).
@@ -209,6 +209,9 @@ def prepare(gpus: int, config: RunConfig | dict | str | None = None, *, port: in
         raise BudgetError("--gpus generates on TRL's vLLM server; drop --generation hf.")
     if cfg.load_in_4bit:
         raise BudgetError("--gpus trains 16-bit base weights (TRL's vLLM server loads 16-bit); drop --load-in-4bit.")
+    if cfg.val_every:
+        where = "--val-every" if overrides.get("val_every") is not None else f"val_every: {cfg.val_every} in the config"
+        raise BudgetError(f"{where} with --gpus {gpus}: {SERVER_MODE_VALIDATION}")
     layout = layout_for_config(gpus, cfg, hours)
     if not layout.fits:
         raise BudgetError(f"{cfg.model} does not fit {gpus}× {layout.gpu.name}: {layout.warnings[-1]}. "

@@ -23,15 +23,30 @@ VAL_TEMPERATURE, VAL_TOP_P = 0.6, 0.95
 
 
 class _VLLMEngine:
-    """Sampling on an existing vLLM engine (TRL's colocated one), the same Sample records as elsewhere."""
+    """Sampling on TRL's colocated vLLM engine (``trainer.vllm_generation``), the same Sample records as elsewhere.
 
-    def __init__(self, llm, tokenizer):
-        self.llm, self.tok = llm, tokenizer
+    Under vLLM sleep mode (``vllm_standby``) TRL keeps the engine asleep between its generations and
+    ``sync_weights`` wakes only the weights; as TRL 1.15's ``VLLMGeneration.generate`` does, the KV cache
+    is woken before sampling and the engine put back to sleep (level 2) after, and TRL is told its
+    weights are gone so its next generation pushes them again.
+    """
+
+    def __init__(self, vllm_generation, tokenizer):
+        self.vg, self.llm, self.tok = vllm_generation, vllm_generation.llm, tokenizer
 
     def generate(self, prompts, s: SamplingSettings):
         from budgetreason.evaluate.generation import render_prompts, vllm_params, vllm_samples
 
-        return vllm_samples(self.llm.generate(render_prompts(self.tok, prompts), vllm_params(s, None), use_tqdm=False))
+        sleeps = bool(getattr(self.vg, "enable_sleep_mode", False))
+        if sleeps:
+            self.llm.wake_up(tags=["kv_cache"])
+        try:
+            outs = self.llm.generate(render_prompts(self.tok, prompts), vllm_params(s, None), use_tqdm=False)
+        finally:
+            if sleeps:
+                self.llm.sleep(level=2)
+                self.vg._llm_weights_sleeping = True  # TRL's own flag: re-sync the weights before its next generate
+        return vllm_samples(outs)
 
 
 class _UnslothEngine:
@@ -79,8 +94,13 @@ class ValidationCallback(TrainerCallback):
             return _UnslothEngine(self.trainer.model if self.trainer else model, self.tok)
         if self.backend == "trl" and self.trainer is not None:
             vg = self.trainer.vllm_generation
-            vg.sync_weights()
-            return _VLLMEngine(vg.llm, self.tok)
+            if getattr(vg, "mode", "colocate") != "colocate":  # TRL's server mode has no engine in this process
+                from budgetreason.errors import BudgetError
+                from budgetreason.train.config import SERVER_MODE_VALIDATION
+
+                raise BudgetError(SERVER_MODE_VALIDATION)
+            vg.sync_weights()  # wakes the weights under sleep mode
+            return _VLLMEngine(vg, self.tok)
         from budgetreason.evaluate.generation import HFGenerator
 
         return HFGenerator(model, self.tok, batch_prompts=16, exact_entropy=False)

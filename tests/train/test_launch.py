@@ -232,6 +232,10 @@ def test_the_same_command_writes_the_same_launch_so_a_rerun_resumes(tmp_path):
     (["--gpus", "2", "--gpu", "l40s", "--config", "tina-open-rs2", "--load-in-4bit"], "drop --load-in-4bit"),
     (["--gpus", "2", "--gpu", "t4", "--model", LLAMA8B, "--hours", "2"], "does not fit"),
     (["--gpu", "l40s", "--config", "tina-open-rs2"], "give it with --gpus"),
+    # review #4: TRL's server mode has no vLLM engine in the trainer processes to validate on
+    (["--gpus", "2", "--gpu", "l40s", "--config", "tina-open-rs2", "--val-every", "5"],
+     "--val-every with --gpus 2: validation during training samples on the trainer's colocated vLLM engine"),
+    (["--gpus", "2", "--gpu", "l40s", "--config", "micro-budget"], "val_every: auto in the config with --gpus 2"),
 ])
 def test_bad_launches_one_line_exit_2(tmp_path, args, needle):
     r = run_cli("train", *args, "--dry-run", "--output", str(tmp_path / "run"))

@@ -337,3 +337,99 @@ def test_each_pass_over_the_data_is_an_event_and_num_train_epochs_ends_the_run(t
     more = train(**small, budget_hours=1.0, num_train_epochs=3, output=str(out))
     assert more.stop_reason == "end_of_data" and more.steps == 6 and epochs(out)[-1] == (6, 3)
     assert [row["step"] for row in metrics(out)] == [1, 2, 3, 4, 5, 6]
+
+
+class _StubLLM:
+    """Stands in for vLLM's LLM (no GPU here): records the sleep-mode calls around generate."""
+
+    def __init__(self, calls: list, text: str):
+        self.calls, self.text = calls, text
+
+    def wake_up(self, tags=None):
+        self.calls.append(("wake_up", tuple(tags or ())))
+
+    def sleep(self, level=1):
+        self.calls.append(("sleep", level))
+
+    def generate(self, prompts, params, use_tqdm=True):
+        from types import SimpleNamespace
+
+        self.calls.append(("generate", len(prompts)))
+        out = SimpleNamespace(text=self.text, token_ids=[1, 2, 3], logprobs=None, finish_reason="stop")
+        return [SimpleNamespace(outputs=[out] * params.n) for _ in prompts]
+
+
+class _StubVLLMGeneration:
+    """TRL 1.15's VLLMGeneration as validation uses it: mode, enable_sleep_mode, llm, sync_weights."""
+
+    def __init__(self, mode: str, sleep: bool, text: str):
+        self.calls: list = []
+        self.mode, self.enable_sleep_mode, self._llm_weights_sleeping = mode, sleep, sleep
+        if mode == "colocate":
+            self.llm = _StubLLM(self.calls, text)
+
+    def sync_weights(self):
+        self.calls.append(("sync_weights",))
+        if self.enable_sleep_mode:  # TRL wakes only the weights here
+            self.calls.append(("wake_up", ("weights",)))
+            self._llm_weights_sleeping = False
+
+
+@pytest.mark.parametrize("sleep", [True, False])
+def test_validation_on_trls_engine_wakes_the_kv_cache_under_sleep_mode(monkeypatch, sleep):
+    """Review #4: as TRL's own generate, wake kv_cache before sampling and sleep (level 2) after."""
+    from types import SimpleNamespace
+
+    from budgetreason.evaluate import generation
+    from budgetreason.models.backends.hf import load_tokenizer
+    from budgetreason.train.config import RunConfig
+    from budgetreason.train.validation import ValidationCallback
+
+    monkeypatch.setattr(generation, "vllm_params", lambda s, logprobs=None: s)  # vLLM's SamplingParams: not here
+    cfg = RunConfig(model="tiny-arith", val_benchmark="arith", val_size_benchmark=4, val_samples=2,
+                    max_completion_length=32)
+    cb = ValidationCallback(None, cfg, load_tokenizer("tiny-arith"), backend="trl")
+    gold = cb.problems[0].gold
+    vg = _StubVLLMGeneration("colocate", sleep, f"</think>\n\\boxed{{{gold}}}")
+    cb.trainer = SimpleNamespace(vllm_generation=vg)
+    result = cb.validate(None)
+    assert result["val/n_problems"] == 4 and result["val/samples"] == 2
+    assert result["val/accuracy"] == 0.25  # real Math-Verify: the one gold the text names
+    if sleep:
+        assert vg.calls == [("sync_weights",), ("wake_up", ("weights",)), ("wake_up", ("kv_cache",)),
+                            ("generate", 4), ("sleep", 2)]
+        assert vg._llm_weights_sleeping is True  # TRL pushes the weights again before its next generation
+    else:
+        assert vg.calls == [("sync_weights",), ("generate", 4)]
+
+
+def test_validation_in_trls_server_mode_is_one_clear_error():
+    """Review #4: server mode has no engine in this process (TRL sets no .llm); say so, not AttributeError."""
+    from types import SimpleNamespace
+
+    from budgetreason.models.backends.hf import load_tokenizer
+    from budgetreason.train.config import RunConfig
+    from budgetreason.train.validation import ValidationCallback
+
+    cfg = RunConfig(model="tiny-arith", val_benchmark="arith", val_size_benchmark=2, max_completion_length=32)
+    cb = ValidationCallback(None, cfg, load_tokenizer("tiny-arith"), backend="trl")
+    cb.trainer = SimpleNamespace(vllm_generation=_StubVLLMGeneration("server", False, ""))
+    with pytest.raises(BudgetError, match="with --gpus N TRL generates on its vLLM server; drop --val-every"):
+        cb.validate(None)
+
+
+@pytest.mark.gpu
+def test_validation_under_vllm_sleep_mode_on_a_gpu(tmp_path):
+    """Review #4 on a GPU: TRL's colocated engine in sleep mode (vllm_standby) validates before step 1 and
+    at each --val-every, and training goes on after (the KV cache was woken and put back to sleep)."""
+    from budgetreason.models.synthetic import save_random_model
+    from budgetreason.plan.architectures import resolve_model
+    from budgetreason.train.training import train
+
+    folder = save_random_model(resolve_model("Qwen/Qwen2.5-0.5B-Instruct"), tmp_path / "m")
+    out = tmp_path / "run"
+    train(model=str(folder), backend="trl", vllm_standby=True, max_steps=2, val_every=1, val_benchmark="arith",
+          val_size_benchmark=4, max_completion_length=32, output=str(out), progress=False)
+    rows = metrics(out)
+    assert "val_initial/accuracy" in rows[0]
+    assert [row["step"] for row in rows if "val/accuracy" in row] == [1, 2]
