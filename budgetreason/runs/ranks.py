@@ -24,12 +24,25 @@ def is_main_process() -> bool:
     return rank() == 0
 
 
-def wait_for_everyone() -> None:
-    """Barrier across the trainer processes; nothing at all on a single-process run."""
-    if world_size() > 1:
-        from accelerate import PartialState
+def agreed_error(error: str | None) -> str | None:
+    """Every rank's start-up error (None: none) gathered; the lowest rank's comes back on every rank.
 
-        PartialState().wait_for_everyone()
+    A collective all ranks reach, so it is also the barrier between rank 0's folder check and the
+    others' reading: a rank refused (lock held, another run in the folder) stops every rank with the
+    same line, where a barrier the refused rank never reaches would hang the others until NCCL's
+    timeout. A single process gets its own error back, with no accelerate or torch.distributed import.
+    """
+    if world_size() <= 1:
+        return error
+    import torch.distributed as dist
+    from accelerate import PartialState
+
+    PartialState()  # joins the process group accelerate launch / torchrun describe, as the trainer will
+    if not dist.is_initialized():
+        return error
+    errors: list[str | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(errors, error)
+    return next((e for e in errors if e is not None), None)
 
 
 def from_main(value: int) -> int:

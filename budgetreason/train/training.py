@@ -10,6 +10,7 @@ next smaller configuration.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -243,24 +244,51 @@ def check_folder(run: ResolvedRun) -> ResolvedRun:
     return _finished_or_continued(run, saved)
 
 
-def _checked_by_rank(run: ResolvedRun) -> ResolvedRun:
-    """check_folder, rank 0 first: it sets aside, moves and verifies; the other ranks then read the
-    folder it left (same resume point), and rank 0 writes nothing more until they have read it.
-    A single process just calls check_folder (the barriers do nothing there)."""
-    from budgetreason.runs.ranks import wait_for_everyone
+@contextlib.contextmanager
+def _locked_and_checked(run: ResolvedRun, wait: bool = False, console=None):
+    """Lock the folder and check_folder it, rank 0 first; yields the checked run, holding the lock.
 
-    if run.folder.writer:
-        try:
-            run = check_folder(run)
-        finally:
-            wait_for_everyone()
-        wait_for_everyone()
-        return run
-    wait_for_everyone()
-    try:
-        return check_folder(run)
-    finally:
-        wait_for_everyone()
+    Rank 0 takes the lock and checks (sets aside, moves, verifies); the other ranks then read the
+    folder it left (same resume point), and rank 0 writes nothing more until they have read it.
+    Each hand-over is a collective that carries any refusal (RunFolderBusy, another run in the folder,
+    an unreadable config): every rank then stops with the same one-line error instead of waiting for
+    a rank that left. A single process just locks and checks.
+    """
+    from budgetreason.runs.ranks import agreed_error
+
+    with contextlib.ExitStack() as held:
+        error = None
+        if run.folder.writer:
+            try:
+                held.enter_context(run.folder.locked(wait=wait, console=console))
+                run = check_folder(run)
+            except Exception as e:  # whatever it is, the other ranks must hear of it
+                error = e
+        _raise_agreed(error, agreed_error(_start_error(error)))
+        if not run.folder.writer:
+            try:
+                run = check_folder(run)
+            except Exception as e:
+                error = e
+        _raise_agreed(error, agreed_error(_start_error(error)))
+        yield run
+
+
+def _start_error(error: BaseException | None) -> str | None:
+    if error is None or isinstance(error, BudgetError):
+        return None if error is None else str(error)
+    from budgetreason.runs.ranks import rank
+
+    first = (str(error).strip().splitlines() or [""])[0][:200]
+    return f"trainer process {rank()} failed to start ({type(error).__name__}: {first})"
+
+
+def _raise_agreed(mine: BaseException | None, agreed: str | None) -> None:
+    """This rank's own error as it is (its traceback, if any, stays), else the one another rank had."""
+    if mine is not None:
+        raise mine
+    if agreed is not None:
+        raise BudgetError(agreed)
 
 
 #: Stop reasons that end a run (the others, interrupted, terminated and stopped, ask to be resumed).
@@ -333,8 +361,7 @@ def train(config: RunConfig | dict | str | None = None, *, callbacks: list | Non
     from budgetreason.plan.architectures import require_weights_reachable
 
     require_weights_reachable(run.config.model)
-    with run.folder.locked(wait=wait, console=console):
-        run = _checked_by_rank(run)
+    with _locked_and_checked(run, wait=wait, console=console) as run:
         for note in run.notes:
             console.print(note, soft_wrap=True, markup=False)
         if run.finished is not None:

@@ -1,7 +1,8 @@
 """Several trainer processes on one run folder: only rank 0 locks and writes it; the others read it.
 
-No distributed run here: rank 1 is simulated with the environment accelerate launch sets (RANK,
-LOCAL_RANK, WORLD_SIZE); the barrier is recorded instead of run (it needs a second live process).
+Most tests simulate rank 1 with the environment accelerate launch sets (RANK, LOCAL_RANK, WORLD_SIZE)
+and record the collectives instead of running them; the start-up refusals run as two real processes
+joined by torch.distributed (gloo on the CPU), as torchrun starts them.
 """
 
 import json
@@ -40,7 +41,7 @@ def test_main_process_is_global_rank_zero_from_the_environment(monkeypatch, env,
 def test_single_process_barrier_and_broadcast_do_nothing(monkeypatch):
     for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
         monkeypatch.delenv(k, raising=False)
-    ranks.wait_for_everyone()
+    assert ranks.agreed_error("refused") == "refused" and ranks.agreed_error(None) is None
     assert ranks.from_main(7) == 7
     assert BudgetCallback._agreed("deadline") == "deadline" and BudgetCallback._agreed(None) is None
 
@@ -118,7 +119,7 @@ def test_rank_one_reads_the_folder_rank_zero_prepared(tmp_path, monkeypatch):
     """Rank 0 sets the broken checkpoint aside before the barrier; rank 1 then finds the same resume
     point and moves nothing; the order of barriers matches on both ranks."""
     from budgetreason.train import training
-    from budgetreason.train.training import _checked_by_rank, _user_config, resolve
+    from budgetreason.train.training import _locked_and_checked, _user_config, resolve
 
     out = tmp_path / "run"
     cfg = dict(model="tiny-arith", per_device_train_batch_size=8, num_generations=4, max_steps=8, save_steps=2,
@@ -135,12 +136,13 @@ def test_rank_one_reads_the_folder_rank_zero_prepared(tmp_path, monkeypatch):
     (out / "checkpoint-6").mkdir()  # cut short by a kill
 
     log = []
-    monkeypatch.setattr(ranks, "wait_for_everyone", lambda: log.append("barrier"))
+    monkeypatch.setattr(ranks, "agreed_error", lambda error: log.append("barrier") or error)
     monkeypatch.setattr(training, "check_folder", lambda run, real=training.check_folder: log.append(
         f"check {int(run.folder.writer is False)}") or real(run))
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
-    first = _checked_by_rank(resolve(_user_config(None, cfg)))
+    with _locked_and_checked(resolve(_user_config(None, cfg))) as first:
+        pass
     assert log == ["check 0", "barrier", "barrier"]
     aside = sorted(p.name.rsplit("-", 1)[0] for p in (out / "incomplete").iterdir())
     assert first.resume_from == out / "checkpoint-2" and aside == ["checkpoint-4", "checkpoint-6"]
@@ -148,7 +150,78 @@ def test_rank_one_reads_the_folder_rank_zero_prepared(tmp_path, monkeypatch):
     log.clear()
     monkeypatch.setenv("RANK", "1")
     before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
-    second = _checked_by_rank(resolve(_user_config(None, cfg)))
+    with _locked_and_checked(resolve(_user_config(None, cfg))) as second:
+        pass
     assert log == ["barrier", "check 1", "barrier"]
     assert second.resume_from == first.resume_from and second.config == first.config
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _two_ranks(*args: str, timeout: float = 150) -> list[tuple[int, list[str]]]:
+    """`budgetreason train ...` as two trainer processes of one torch.distributed group (gloo on the CPU,
+    the environment torchrun / accelerate launch set): each one's exit code and stderr lines."""
+    from tests.conftest import ROOT
+
+    port = _free_port()
+    procs = [subprocess.Popen([sys.executable, "-m", "cli.main", "train", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              env=os.environ | {"RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": "2",
+                                                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "COLUMNS": "200"})
+             for r in (0, 1)]
+    try:
+        done = []
+        for p in procs:
+            _, err = p.communicate(timeout=timeout)  # a rank left waiting in a collective fails here
+            done.append((p.returncode, [x for x in err.splitlines() if x.strip()]))
+        return done
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def _other_run(out):
+    from budgetreason.train.training import _user_config, resolve
+
+    run = resolve(_user_config(None, dict(model="tiny-arith", lora_rank=8, max_steps=1, output=str(out))))
+    out.mkdir(parents=True)
+    (out / "config.yaml").write_text(run.config.to_yaml())
+    return (out / "config.yaml").read_text()
+
+
+def test_rank_zeros_refusal_reaches_every_rank_as_the_same_line(tmp_path):
+    """Another run in the folder: rank 0's check_folder refuses; rank 1 stops with the same one line
+    (exit 2) instead of waiting in a barrier rank 0 never reaches."""
+    out = tmp_path / "run"
+    before = _other_run(out)
+    done = _two_ranks("--model", "tiny-arith", "--max-steps", "1", "--output", str(out), "--no-progress")
+    assert [code for code, _ in done] == [2, 2], done
+    (line0,), (line1,) = (lines for _, lines in done)
+    assert line0 == line1 and "holds a different run" in line0 and "lora_rank 8 → 16" in line0
+    assert (out / "config.yaml").read_text() == before and sorted(p.name for p in out.iterdir()) == [".lock",
+                                                                                                      "config.yaml"]
+
+
+def test_a_busy_folder_refuses_every_rank_with_the_holders_line(tmp_path):
+    """Another process holds the folder's lock: rank 0 is refused (RunFolderBusy) before any check, and
+    rank 1, which takes no lock, hears the same refusal."""
+    holder = _hold_lock(tmp_path / "run")
+    try:
+        done = _two_ranks("--model", "tiny-arith", "--max-steps", "1", "--output", str(tmp_path / "run"),
+                          "--no-progress")
+    finally:
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(timeout=30)
+    assert [code for code, _ in done] == [2, 2], done
+    (line0,), (line1,) = (lines for _, lines in done)
+    assert line0 == line1 and "is in use by another run" in line0 and f"pid {holder.pid}" in line0
