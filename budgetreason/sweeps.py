@@ -67,13 +67,22 @@ def sweep(models: list[str], ranks: list[int], *, output: str | Path, dataset: s
         return _sweep(models, ranks, Path(output), dataset, hours_each, max_steps_each, recipe, console, settings)
 
 
+def run_folder(output: str | Path, model: str, rank: int) -> str:
+    """Where a sweep into `output` writes `model`'s rank-`rank` run (also listed in sweep.json's queue).
+
+    >>> run_folder("sweeps/Qwen2.5-1.5B-Instruct", "Qwen/Qwen2.5-1.5B-Instruct", 256)
+    'sweeps/Qwen2.5-1.5B-Instruct/qwen2.5-1.5b-instruct-r256'
+    """
+    return str(Path(output) / f"{slug(model)}-r{rank}")
+
+
 def _sweep(models, ranks, out: Path, dataset, hours_each, max_steps_each, recipe, console, settings) -> dict:
     from budgetreason.report.reporting import report
     from budgetreason.train.training import train
 
     out.mkdir(parents=True, exist_ok=True)
     state_file = out / "sweep.json"
-    queue = [{"model": m, "rank": r, "output": str(out / f"{slug(m)}-r{r}")} for m in models for r in ranks]
+    queue = [{"model": m, "rank": r, "output": run_folder(out, m, r)} for m in models for r in ranks]
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
     if state and [(q["model"], q["rank"]) for q in state["queue"]] != [(q["model"], q["rank"]) for q in queue]:
         raise BudgetError(f"{out} holds another sweep ({len(state['queue'])} runs); use another --output.")

@@ -57,4 +57,6 @@ def sweep_cmd(
                   hours_each=hours_each, max_steps_each=max_steps_each, recipe=recipe, console=Console(stderr=True),
                   wait=wait,
                   **settings)
+    for item in state["queue"]:  # what `eval --adapter` takes (also in sweep.json)
+        typer.echo(f"{item['model']} rank {item['rank']}: {item['output']}")
     typer.echo(f"sweep finished: {len(state['queue'])} runs; report {state['report']}")

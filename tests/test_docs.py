@@ -61,3 +61,43 @@ def test_vastai_onstart_trains_in_the_background_and_resumes(tmp_path):
         assert time.time() < deadline, (tmp_path / "train.log").read_text()[-2000:]
         time.sleep(0.5)
     assert json.loads(summary.read_text())["steps"] == 3
+
+
+def _reproduce_shell():
+    """From docs/reproduce.md: the training loop's models and --output, and the evaluation block's variable lines."""
+    import re
+
+    text = (ROOT / "docs" / "reproduce.md").read_text()
+    loop = re.search(r"for model in (.*?); do\n\s*budgetreason sweep [^\n]*?--output ([^\n]+)\n", text, re.S)
+    models = loop[1].replace("\\\n", " ").split()
+    names = [ln.split("#")[0].strip() for ln in text.splitlines() if ln.startswith(("NAME=", "RUN="))]
+    assert len(names) == 2 and "--adapter $RUN-r256" in text and "--adapter $RUN-r$r" in text
+    return models, loop[2], names
+
+
+def test_reproduce_eval_paths_are_the_sweeps_run_folders(tmp_path):
+    """Review #12: the doc's evaluation commands name the folders its training commands create."""
+    from budgetreason.evaluate.evaluation import adapter_dir
+    from budgetreason.sweeps import run_folder
+    from tests.conftest import run_cli
+
+    models, output, lines = _reproduce_shell()
+    assert len(models) == 5 and "Qwen/Qwen2.5-Math-1.5B" in models
+    for model in models:  # the shell's own answers, for the doc's five models
+        script = f"model={model}; MODEL=$model; " + "; ".join(lines) + f"; echo {output}; echo $RUN-r256"
+        sweep_out, run = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                                        check=True).stdout.split()
+        assert run == run_folder(sweep_out, model, 256), model
+    # and end to end: a real (one-step) sweep, then the doc's path through eval's adapter_dir
+    sweep_out = subprocess.run(["bash", "-c", f"model=tiny-arith; echo {output}"], capture_output=True, text=True,
+                               check=True).stdout.strip()
+    r = run_cli("sweep", "--models", "tiny-arith", "--ranks", "2", "--max-steps-each", "1", "--no-progress",
+                "--output", sweep_out, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    run = subprocess.run(["bash", "-c", "MODEL=tiny-arith; " + "; ".join(lines) + "; echo $RUN-r2"], cwd=tmp_path,
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert f"tiny-arith rank 2: {tmp_path / run}" in r.stdout or f"tiny-arith rank 2: {run}" in r.stdout
+    state = json.loads((tmp_path / sweep_out / "sweep.json").read_text())
+    assert [q["output"] for q in state["queue"]] == [run]
+    adapter, cfg = adapter_dir(str(tmp_path / run))
+    assert adapter == str(tmp_path / run / "adapter") and cfg["lora_rank"] == 2
