@@ -14,6 +14,7 @@ import json
 import math
 import shutil
 import signal
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -56,7 +57,10 @@ class RunState:
     """The policy (PEFT model) and tokenizer, for the adapter snapshot SIGTERM takes at once."""
     tokenizer: object = None
     steps_done: int = 0
-    """Optimizer steps completed (the weights in `model` are those of this step)."""
+    """Optimizer steps whose updates the weights in `model` hold (set under `weights_lock`)."""
+    weights_lock: threading.Lock = field(default_factory=threading.Lock)
+    """Held from just before to just after each optimizer step, so the SIGTERM snapshot copies one
+    step's weights, never half an update, and knows which step they are."""
     epochs: int | None = None
     """num_train_epochs: stop after this many passes over the training prompts (None: no limit)."""
     save_total_limit: int | None = None
@@ -95,6 +99,13 @@ class BudgetCallback(TrainerCallback):
 
     def on_step_begin(self, args, state, control, **kw):
         self._step_start = time.monotonic()
+
+    def on_pre_optimizer_step(self, args, state, control, **kw):
+        self.run.weights_lock.acquire()
+
+    def on_optimizer_step(self, args, state, control, **kw):
+        self.run.steps_done = state.global_step + 1  # transformers counts the step just after this call
+        self.run.weights_lock.release()
 
     def on_step_end(self, args, state, control, **kw):
         if self._step_start is not None:
@@ -375,8 +386,8 @@ class GracefulStop:
     """Ctrl-C and SIGTERM ask the run to stop after the current step and save; a second Ctrl-C stops at once.
 
     SIGTERM usually comes with a short grace period before SIGKILL (``docker stop``: 10 s), far
-    less than a GRPO step, so it also saves the adapter as of the last completed step into
-    adapter/ at once, in a thread (a LoRA adapter takes a second or two). The optimizer state is
+    less than a GRPO step, so it also saves the adapter as of the last completed optimizer step into
+    adapter/ at once, in a thread (a LoRA adapter takes a second or two; see save_adapter_snapshot). The optimizer state is
     not saved then: the resume point stays the last complete checkpoint.
     """
 
@@ -415,17 +426,28 @@ class GracefulStop:
         return False
 
 
-def save_adapter_snapshot(run: RunState) -> None:
-    """adapter/ ← the policy's LoRA weights now (those of step `run.steps_done`), with an event."""
-    step = run.steps_done
+def save_adapter_snapshot(run: RunState, lock_timeout_s: float = 60.0) -> None:
+    """adapter/ ← the policy's LoRA weights of one step, with an event.
+
+    The trainable tensors are copied to the CPU under `run.weights_lock` (an optimizer step in flight
+    finishes first; LoRA weights copy in well under a second) and written from the copy while
+    training goes on, so adapter/ and SNAPSHOT.json name the same step."""
     folder = run.folder
     if not folder.writer:  # rank 0 saves the snapshot into the run folder
         return
     last = folder.latest_complete_checkpoint()
+    step = run.steps_done
     try:
+        if not run.weights_lock.acquire(timeout=lock_timeout_s):
+            raise TimeoutError(f"the optimizer step in flight did not end within {lock_timeout_s:.0f} s")
+        try:
+            step = run.steps_done
+            weights = {n: p.detach().to("cpu", copy=True) for n, p in run.model.named_parameters() if p.requires_grad}
+        finally:
+            run.weights_lock.release()
         tmp = folder.path / "adapter.snapshot.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        run.model.save_pretrained(str(tmp))
+        run.model.save_pretrained(str(tmp), state_dict=weights)  # PEFT picks the adapter's keys from the copy
         if run.tokenizer is not None:
             run.tokenizer.save_pretrained(str(tmp))
         (tmp / "SNAPSHOT.json").write_text(json.dumps({"step": step, "why": "SIGTERM", "time": time.time()}))

@@ -486,10 +486,106 @@ def test_docker_stop_mid_step_saves_the_adapter_within_the_grace_period(tmp_path
     from budgetreason.plan.architectures import tiny_model_dir
 
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir()), out / "adapter")
+    assert _tensors(out / "adapter") == _tensors(out / "checkpoint-2")  # the very weights of step 2
     run = check_folder(resolve(_user_config(None, dict(model="tiny-arith", per_device_train_batch_size=8,
                                                        num_generations=4, max_steps=6, save_steps=2,
                                                        output=str(out)))))
     assert run.resume_from == out / "checkpoint-2" and run.finished is None  # the resume point is unchanged
+
+
+def _tensors(folder: Path) -> dict:
+    """An adapter folder's LoRA tensors as lists (exact comparison)."""
+    from safetensors.torch import load_file
+
+    return {k: v.tolist() for k, v in load_file(str(folder / "adapter_model.safetensors")).items()}
+
+
+_AFTER_OPTIMIZER = """
+import sys, time
+from pathlib import Path
+import torch
+from peft import get_peft_model_state_dict
+from transformers import TrainerCallback
+from budgetreason.train.training import train
+
+class SlowAfterOptimizer(TrainerCallback):
+    def on_optimizer_step(self, args, state, control, model=None, **kw):
+        if state.global_step == 2:  # step 3's update is in the weights; transformers has not counted it yet
+            torch.save({k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}, sys.argv[2] + ".pt")
+            Path(sys.argv[2]).write_text("updated")
+            time.sleep(600)
+
+train(model="tiny-arith", per_device_train_batch_size=8, num_generations=4, max_steps=6, save_steps=2,
+      output=sys.argv[1], progress=False, callbacks=[SlowAfterOptimizer()])
+"""
+
+
+def test_sigterm_after_an_optimizer_step_snapshots_that_steps_weights_under_its_number(tmp_path):
+    """SIGTERM lands between the optimizer's update and transformers counting the step: the snapshot
+    holds step 3's weights and says step 3 (not step 2's number on step 3's tensors)."""
+    import signal
+
+    import torch
+
+    out, marker = tmp_path / "run", tmp_path / "updated"
+    proc = subprocess.Popen([sys.executable, "-c", _AFTER_OPTIMIZER, str(out), str(marker)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 600
+    while not marker.exists():
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        assert time.time() < deadline
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    grace = time.time() + 10
+    while time.time() < grace and not any(e["kind"] == "terminated" for e in events(out)):
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    term = [e for e in events(out) if e["kind"] == "terminated"]
+    assert len(term) == 1 and "saved the adapter of step 3" in term[0]["message"], term
+    assert json.loads((out / "adapter" / "SNAPSHOT.json").read_text())["step"] == 3
+    step3 = {k: v.tolist() for k, v in torch.load(str(marker) + ".pt").items()}
+    assert _tensors(out / "adapter") == step3 and step3 != _tensors(out / "checkpoint-2")
+
+
+def test_the_snapshot_waits_for_an_optimizer_step_in_flight(tmp_path):
+    """The callbacks hold the weights' lock across the optimizer step: a snapshot asked for mid-update
+    copies the updated weights, labelled with the step they belong to."""
+    import threading
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, TrainerControl, TrainerState
+
+    from budgetreason.plan.architectures import tiny_model_dir
+    from budgetreason.train.budget import BudgetClock
+    from budgetreason.train.callbacks import BudgetCallback, RunState, save_adapter_snapshot
+
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir()),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM",
+                                      init_lora_weights=False))
+    folder = RunFolder(tmp_path / "run", writer=True)
+    folder.path.mkdir()
+    run = RunState(folder=folder, clock=BudgetClock(), model=model, steps_done=2)
+    cb, state = BudgetCallback(run), TrainerState()
+    state.global_step = 2
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6]])
+    model(input_ids=ids, labels=ids).loss.backward()
+
+    cb.on_pre_optimizer_step(None, state, TrainerControl())  # the trainer is about to update the weights
+    snapshot = threading.Thread(target=save_adapter_snapshot, args=(run,))
+    snapshot.start()
+    snapshot.join(timeout=1.0)
+    assert snapshot.is_alive() and not (folder.path / "adapter").exists()  # waiting, nothing written
+    opt.step()
+    cb.on_optimizer_step(None, state, TrainerControl())
+    snapshot.join(timeout=60)
+    assert json.loads((folder.path / "adapter" / "SNAPSHOT.json").read_text())["step"] == 3
+    from peft import get_peft_model_state_dict
+
+    assert _tensors(folder.path / "adapter") == {k: v.tolist() for k, v in get_peft_model_state_dict(model).items()}
 
 
 def test_a_second_sweep_on_the_same_folder_is_refused(tmp_path):
