@@ -338,6 +338,7 @@ class RunFolder:
         """Replace adapter/ with the folder `tmp` written beside it (renames only: never half an adapter)."""
         if not self.writer:
             return
+        self.tidy_adapter()
         if self.adapter.exists():
             old = self.path / f"adapter.prev-{time.time_ns()}"
             self.adapter.rename(old)
@@ -345,6 +346,21 @@ class RunFolder:
             shutil.rmtree(old)
         else:
             tmp.rename(self.adapter)
+
+    def tidy_adapter(self) -> list[Path]:
+        """Finish an adapter swap a kill cut short: install_adapter renames adapter/ to adapter.prev-<ns>,
+        the new one into place, then deletes the old. Killed between the renames, adapter/ is missing and
+        the newest adapter.prev-* is the last good adapter: it is put back. Killed before the delete, the
+        adapter.prev-* left are deleted (each is a full adapter copy). Returns what was deleted."""
+        if not self.writer:
+            return []
+        prev = sorted((p for p in self.path.glob("adapter.prev-*") if p.name.rsplit("-", 1)[1].isdigit()),
+                      key=lambda p: int(p.name.rsplit("-", 1)[1]))
+        if prev and not self.adapter.exists():
+            prev.pop().rename(self.adapter)
+        for p in prev:
+            shutil.rmtree(p, ignore_errors=True)
+        return prev
 
     def move_aside(self) -> Path:
         """For --overwrite: move the folder's content to <name>.old-<time> (-1, -2 within one second; nothing is lost).

@@ -188,11 +188,7 @@ class BudgetCallback(TrainerCallback):
         self._saved_step = state.global_step
         ckpt = self.run.folder.path / f"checkpoint-{state.global_step}"
         if ckpt.is_dir():
-            self.run.folder.mark_complete(ckpt, {
-                "step": state.global_step,
-                "elapsed_s": self.run.clock.elapsed(),
-                "metrics_lines": len(self.run.folder.read_metrics()),
-            })
+            self.run.folder.mark_complete(ckpt, {"step": state.global_step, "elapsed_s": self.run.clock.elapsed()})
             self.run.checkpoint_bytes = self.run.folder.checkpoint_bytes() or self.run.checkpoint_bytes
         self.run.folder.prune_set_aside(self.run.save_total_limit)
         now = time.monotonic()

@@ -233,6 +233,7 @@ def check_folder(run: ResolvedRun) -> ResolvedRun:
                                            "vllm_gpu_memory_utilization", "vllm_standby", "load_in_4bit",
                                            "max_completion_length")}
     run.config = dataclasses.replace(run.config, **keep)
+    folder.tidy_adapter()  # an adapter swap a kill cut short: the last good adapter/ back, leftovers gone
     moved = folder.set_aside_incomplete()
     if moved:
         run.notes.append(f"set aside {len(moved)} incomplete checkpoint(s)")

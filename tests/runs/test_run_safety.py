@@ -114,6 +114,8 @@ def test_checkpoints_carry_a_manifest_that_verifies(finished_run):
         assert {"adapter_model.safetensors", "optimizer.pt", "budget_state.json"} <= set(files)
         assert all(f["bytes"] == (ckpt / name).stat().st_size for name, f in files.items())
         assert verify_checkpoint(ckpt) is None
+        # what the resume reads, nothing more (the metrics line count was written and never read)
+        assert set(json.loads((ckpt / "budget_state.json").read_text())) == {"step", "elapsed_s"}
 
 
 @pytest.mark.parametrize("victim", ["adapter_model.safetensors", "optimizer.pt", "budget_state.json"])
@@ -145,6 +147,30 @@ def test_rerun_with_a_truncated_optimizer_resumes_from_the_previous_checkpoint(f
     assert len(said) == 1 and "optimizer.pt" in said[0] and "resuming from checkpoint-2" in said[0]
     assert metrics_steps(out) == [1, 2, 3, 4]
     assert verify_checkpoint(out / "checkpoint-4") is None  # step 4 trained and saved again
+
+
+def test_an_adapter_swap_cut_short_by_a_kill_is_finished_on_the_next_start_or_save(finished_run, tmp_path):
+    """install_adapter renames adapter/ aside, the new one in, then deletes the old. A kill between the
+    renames leaves no adapter/: the next start puts the last good one back. A kill before the delete
+    leaves adapter.prev-*: the next start (or save) deletes them."""
+    from budgetreason.train.training import _user_config, check_folder, resolve
+
+    out, _ = _copy(finished_run, tmp_path)
+    good = _tensors(out / "adapter")
+    shutil.copytree(out / "adapter", out / "adapter.prev-100")  # an older swap's leftover
+    (out / "adapter").rename(out / "adapter.prev-200")  # killed between the two renames
+    run = check_folder(resolve(_user_config(None, dict(model="tiny-arith", per_device_train_batch_size=8,
+                                                       num_generations=4, max_steps=4, save_steps=2,
+                                                       output=str(out)))))
+    assert run.finished is not None and _tensors(out / "adapter") == good
+    assert not list(out.glob("adapter.prev-*"))
+
+    folder = RunFolder(out)
+    shutil.copytree(out / "checkpoint-2", out / "adapter.tmp")  # a new adapter, written beside
+    shutil.copytree(out / "adapter", out / "adapter.prev-300")  # killed before the delete, earlier
+    folder.install_adapter(out / "adapter.tmp")
+    assert _tensors(out / "adapter") == _tensors(out / "checkpoint-2") != good
+    assert sorted(p.name for p in out.glob("adapter*")) == ["adapter"]
 
 
 def test_rerunning_a_finished_run_leaves_it_untouched(finished_run, tmp_path):
