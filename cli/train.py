@@ -137,6 +137,8 @@ def _launch(gpus: int, base, overrides: dict, dry_run: bool, port: int, wait: bo
     overrides = {k: v for k, v in overrides.items() if k not in ("backend", "progress")} | {
         "backend": overrides.get("backend"), "gpu": None if overrides.get("gpu") == "auto" else overrides.get("gpu")}
     plan = launch.prepare(gpus, base, port=port, wait=wait, **overrides)
+    for note in plan.notes:
+        typer.echo(f"note: {note}", err=True)
     if dry_run:
         for path in plan.write():
             typer.echo(f"wrote {path}")

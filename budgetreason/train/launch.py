@@ -209,9 +209,14 @@ def prepare(gpus: int, config: RunConfig | dict | str | None = None, *, port: in
         raise BudgetError("--gpus generates on TRL's vLLM server; drop --generation hf.")
     if cfg.load_in_4bit:
         raise BudgetError("--gpus trains 16-bit base weights (TRL's vLLM server loads 16-bit); drop --load-in-4bit.")
-    if cfg.val_every:
-        where = "--val-every" if overrides.get("val_every") is not None else f"val_every: {cfg.val_every} in the config"
-        raise BudgetError(f"{where} with --gpus {gpus}: {SERVER_MODE_VALIDATION}")
+    notes = []
+    if cfg.val_every and overrides.get("val_every") is not None:
+        raise BudgetError(f"--val-every with --gpus {gpus}: {SERVER_MODE_VALIDATION}")
+    if cfg.val_every:  # the recipe asked for it, not the user: the run can still go, without it
+        notes.append(f"validation during training is off (the config's val_every: {cfg.val_every}): with --gpus TRL "
+                     "generates on its vLLM server and the trainers have no engine to validate on; evaluate the "
+                     "run's checkpoints with `budgetreason eval`.")
+        cfg = dataclasses.replace(cfg, val_every=None)
     layout = layout_for_config(gpus, cfg, hours)
     if not layout.fits:
         raise BudgetError(f"{cfg.model} does not fit {gpus}× {layout.gpu.name}: {layout.warnings[-1]}. "
@@ -248,7 +253,7 @@ def prepare(gpus: int, config: RunConfig | dict | str | None = None, *, port: in
                       server_command=server_command(layout, resolved.model, port), trainer_command=trainer,
                       server_env={"CUDA_VISIBLE_DEVICES": server_gpus},
                       trainer_env={"CUDA_VISIBLE_DEVICES": trainer_gpus},
-                      health_url=f"http://127.0.0.1:{port}/health", wait=wait)
+                      health_url=f"http://127.0.0.1:{port}/health", wait=wait, notes=notes)
 
 
 # ---- running both ------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import textwrap
 from dataclasses import replace
 
 import pytest
+import yaml
 
 from budgetreason.errors import BudgetError
 from budgetreason.train.config import RunConfig
@@ -235,12 +236,21 @@ def test_the_same_command_writes_the_same_launch_so_a_rerun_resumes(tmp_path):
     # review #4: TRL's server mode has no vLLM engine in the trainer processes to validate on
     (["--gpus", "2", "--gpu", "l40s", "--config", "tina-open-rs2", "--val-every", "5"],
      "--val-every with --gpus 2: validation during training samples on the trainer's colocated vLLM engine"),
-    (["--gpus", "2", "--gpu", "l40s", "--config", "micro-budget"], "val_every: auto in the config with --gpus 2"),
 ])
 def test_bad_launches_one_line_exit_2(tmp_path, args, needle):
     r = run_cli("train", *args, "--dry-run", "--output", str(tmp_path / "run"))
     assert r.returncode == 2 and needle in r.stderr and r.stderr.count("\n") == 1, r.stderr
     assert not (tmp_path / "run.launch").exists()
+
+
+def test_a_recipes_validation_is_turned_off_under_gpus_and_said(tmp_path):
+    """micro-budget validates every so often; under --gpus there is no trainer engine, so the run goes without it."""
+    r = run_cli("train", "--gpus", "2", "--gpu", "l40s", "--config", "micro-budget", "--dry-run",
+                "--output", str(tmp_path / "run"))
+    assert r.returncode == 0, r.stderr
+    assert "note: validation during training is off (the config's val_every: auto)" in r.stderr
+    cfg = yaml.safe_load((tmp_path / "run.launch" / "config.yaml").read_text())
+    assert cfg["val_every"] is None
 
 
 # ---- supervision with stand-ins for vLLM and the trainers ---------------------------------------------
