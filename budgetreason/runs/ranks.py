@@ -42,7 +42,12 @@ def agreed_error(error: str | None) -> str | None:
         return error
     errors: list[str | None] = [None] * dist.get_world_size()
     dist.all_gather_object(errors, error)
-    return next((e for e in errors if e is not None), None)
+    agreed = next((e for e in errors if e is not None), None)
+    if agreed is not None:
+        # Every rank stops here: leave the group, or gloo's threads abort the exiting process (SIGABRT,
+        # "terminate called without an active exception") after the one-line error is printed.
+        dist.destroy_process_group()
+    return agreed
 
 
 def from_main(value: int) -> int:
