@@ -482,14 +482,12 @@ train(model="tiny-arith", per_device_train_batch_size=8, num_generations=4, max_
 """
 
 
-def test_docker_stop_mid_step_saves_the_adapter_within_the_grace_period(tmp_path):
-    """docker stop: SIGTERM, 10 s, SIGKILL. The step in flight cannot finish; the adapter of the last step is saved."""
+def _sigterm_once_marked(script: str, out: Path, marker: Path) -> list[dict]:
+    """Run `script` (a training run into `out`), SIGTERM it once it writes `marker`, SIGKILL it 10 s later as
+    docker stop does; the run's 'terminated' events."""
     import signal
 
-    from budgetreason.train.training import _user_config, check_folder, resolve
-
-    out, marker = tmp_path / "run", tmp_path / "slow"
-    proc = subprocess.Popen([sys.executable, "-c", _SLOW_STEP, str(out), str(marker)], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-c", script, str(out), str(marker)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 600
     while not marker.exists():
@@ -502,7 +500,15 @@ def test_docker_stop_mid_step_saves_the_adapter_within_the_grace_period(tmp_path
         time.sleep(0.2)
     proc.kill()
     proc.wait()
-    term = [e for e in events(out) if e["kind"] == "terminated"]
+    return [e for e in events(out) if e["kind"] == "terminated"]
+
+
+def test_docker_stop_mid_step_saves_the_adapter_within_the_grace_period(tmp_path):
+    """docker stop: SIGTERM, 10 s, SIGKILL. The step in flight cannot finish; the adapter of the last step is saved."""
+    from budgetreason.train.training import _user_config, check_folder, resolve
+
+    out, marker = tmp_path / "run", tmp_path / "slow"
+    term = _sigterm_once_marked(_SLOW_STEP, out, marker)
     assert len(term) == 1 and "saved the adapter of step 2" in term[0]["message"]
     assert "resumes from checkpoint-2" in term[0]["message"]
     assert json.loads((out / "adapter" / "SNAPSHOT.json").read_text())["step"] == 2
@@ -549,25 +555,11 @@ train(model="tiny-arith", per_device_train_batch_size=8, num_generations=4, max_
 def test_sigterm_after_an_optimizer_step_snapshots_that_steps_weights_under_its_number(tmp_path):
     """SIGTERM lands between the optimizer's update and transformers counting the step: the snapshot
     holds step 3's weights and says step 3 (not step 2's number on step 3's tensors)."""
-    import signal
 
     import torch
 
     out, marker = tmp_path / "run", tmp_path / "updated"
-    proc = subprocess.Popen([sys.executable, "-c", _AFTER_OPTIMIZER, str(out), str(marker)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 600
-    while not marker.exists():
-        assert proc.poll() is None, proc.stderr.read()[-3000:]
-        assert time.time() < deadline
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    grace = time.time() + 10
-    while time.time() < grace and not any(e["kind"] == "terminated" for e in events(out)):
-        time.sleep(0.2)
-    proc.kill()
-    proc.wait()
-    term = [e for e in events(out) if e["kind"] == "terminated"]
+    term = _sigterm_once_marked(_AFTER_OPTIMIZER, out, marker)
     assert len(term) == 1 and "saved the adapter of step 3" in term[0]["message"], term
     assert json.loads((out / "adapter" / "SNAPSHOT.json").read_text())["step"] == 3
     step3 = {k: v.tolist() for k, v in torch.load(str(marker) + ".pt").items()}
