@@ -555,7 +555,6 @@ train(model="tiny-arith", per_device_train_batch_size=8, num_generations=4, max_
 def test_sigterm_after_an_optimizer_step_snapshots_that_steps_weights_under_its_number(tmp_path):
     """SIGTERM lands between the optimizer's update and transformers counting the step: the snapshot
     holds step 3's weights and says step 3 (not step 2's number on step 3's tensors)."""
-
     import torch
 
     out, marker = tmp_path / "run", tmp_path / "updated"
